@@ -1,0 +1,206 @@
+//! The command line (clap): `serve` (the default), `migrate`, `check-config`, `nas add|list|del`.
+//! Every subcommand takes the same `--config` / `--database-url` options as `serve`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, App};
+use crate::config::{self, Flags, DEFAULT_COA_PORT};
+use crate::store::{NasRow, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "radacctd",
+    version,
+    about = "RADIUS accounting server with a FreeRADIUS-compatible radacct table"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options every subcommand takes (the highest configuration layer).
+#[derive(Debug, Args, Default)]
+pub struct GlobalArgs {
+    /// TOML configuration file (also RADACCTD_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// sqlite://FILE or postgres://USER@HOST/DB.
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// UDP addresses for accounting, comma-separated.
+    #[arg(long, global = true, value_name = "ADDR,...")]
+    pub radius_listen: Option<String>,
+    /// HTTP address.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub http_listen: Option<String>,
+    #[arg(long, global = true)]
+    pub site: Option<String>,
+    #[arg(long, global = true)]
+    pub node: Option<String>,
+    #[arg(long, global = true)]
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration and print it with secrets redacted.
+    CheckConfig,
+    /// Manage RADIUS clients stored in the nas table.
+    #[command(subcommand)]
+    Nas(NasCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NasCommand {
+    /// Allow a NAS (IP address or CIDR network) to send accounting.
+    Add {
+        address: String,
+        #[arg(long)]
+        secret: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value_t = DEFAULT_COA_PORT)]
+        coa_port: u16,
+    },
+    /// List the NASes of the nas table.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a NAS.
+    Del { address: String },
+}
+
+impl GlobalArgs {
+    fn flags(&self) -> Flags {
+        Flags {
+            config: self.config.clone(),
+            database_url: self.database_url.clone(),
+            radius_listen: self.radius_listen.clone().map(|s| vec![s]),
+            http_listen: self.http_listen.clone(),
+            site: self.site.clone(),
+            node: self.node.clone(),
+            domain: self.domain.clone(),
+        }
+    }
+}
+
+/// Runs the parsed command line. Configuration errors come back as one line naming the key.
+pub async fn run(cli: Cli) -> Result<()> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let loaded = config::load(&cli.global.flags(), &env)
+        .map_err(|e| anyhow::anyhow!("configuration error: {e}"))?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let config = loaded.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = App::build(config).await?;
+            app::cancel_on_signals(app.shutdown_token());
+            app.run_until_stopped().await
+        }
+        Command::Migrate => {
+            let store = connect(&config.database_url).await?;
+            store
+                .migrate()
+                .await
+                .context("database_url: cannot apply migrations")?;
+            println!("migrations applied ({})", store.backend());
+            Ok(())
+        }
+        Command::CheckConfig => {
+            print!(
+                "{}",
+                toml::to_string(&config).context("cannot print the configuration")?
+            );
+            Ok(())
+        }
+        Command::Nas(cmd) => {
+            let store = connect(&config.database_url).await?;
+            store
+                .migrate()
+                .await
+                .context("database_url: cannot apply migrations")?;
+            nas(&store, cmd).await
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<Store> {
+    Store::connect(url).await.with_context(|| {
+        format!(
+            "database_url: cannot connect to {}",
+            config::redact_url(url)
+        )
+    })
+}
+
+async fn nas(store: &Store, cmd: NasCommand) -> Result<()> {
+    match cmd {
+        NasCommand::Add {
+            address,
+            secret,
+            name,
+            coa_port,
+        } => {
+            let network =
+                config::parse_net(&address).map_err(|e| anyhow::anyhow!("address: {e}"))?;
+            if secret.is_empty() {
+                bail!("--secret: must not be empty");
+            }
+            if coa_port == 0 {
+                bail!("--coa-port: must be 1-65535");
+            }
+            let nasname = if network.prefix_len() == network.max_prefix_len() {
+                network.addr().to_string()
+            } else {
+                network.to_string()
+            };
+            let row = NasRow {
+                shortname: name.unwrap_or_else(|| nasname.clone()),
+                nasname,
+                secret,
+                coa_port,
+            };
+            store.nas_add(&row).await?;
+            println!("added NAS {} ({})", row.nasname, row.shortname);
+        }
+        NasCommand::List { json } => {
+            let rows = store.nas_list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:<40} {:<24} {:>8}", "ADDRESS", "NAME", "COA PORT");
+                for r in rows {
+                    println!("{:<40} {:<24} {:>8}", r.nasname, r.shortname, r.coa_port);
+                }
+            }
+        }
+        NasCommand::Del { address } => {
+            let nasname = config::parse_net(&address)
+                .map(|n| {
+                    if n.prefix_len() == n.max_prefix_len() {
+                        n.addr().to_string()
+                    } else {
+                        n.to_string()
+                    }
+                })
+                .unwrap_or(address);
+            if !store.nas_del(&nasname).await? {
+                bail!("no NAS {nasname}");
+            }
+            println!("deleted NAS {nasname}");
+        }
+    }
+    Ok(())
+}

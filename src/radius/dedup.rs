@@ -1,0 +1,171 @@
+//! The duplicate cache: a retransmitted Accounting-Request (same source address and port,
+//! identifier and Request Authenticator) is answered with the response already sent, or
+//! ignored while the original is still being stored. It is never applied twice.
+//!
+//! Bounded by [`DEDUP_CAPACITY`] entries and [`DEDUP_TTL`]; entries still being stored are
+//! never evicted (there are at most as many as the writer queue and one batch hold, far fewer
+//! than the capacity).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::packet::Header;
+
+/// How many requests the cache remembers.
+pub const DEDUP_CAPACITY: usize = 131_072;
+/// How long an answered request is remembered (NAS retransmit windows are seconds long).
+pub const DEDUP_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub peer: SocketAddr,
+    pub header: Header,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// First sight: the caller must store it and then call [`DedupCache::answered`].
+    New,
+    /// The original is still being stored: ignore the retransmit.
+    InFlight,
+    /// Already answered: send this response again.
+    Answered([u8; 20]),
+    /// The cache is full of requests still in flight: drop.
+    Full,
+}
+
+#[derive(Debug)]
+enum State {
+    InFlight,
+    Answered([u8; 20]),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<Key, State>,
+    order: VecDeque<(Key, Instant)>,
+}
+
+#[derive(Debug, Default)]
+pub struct DedupCache {
+    inner: Mutex<Inner>,
+}
+
+impl DedupCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Looks a request up and, when it is new, records it as in flight.
+    pub fn check(&self, key: Key, now: Instant) -> Seen {
+        let mut inner = self.lock();
+        inner.evict(now);
+        match inner.entries.get(&key) {
+            Some(State::InFlight) => return Seen::InFlight,
+            Some(State::Answered(r)) => return Seen::Answered(*r),
+            None => {}
+        }
+        if inner.entries.len() >= DEDUP_CAPACITY {
+            return Seen::Full;
+        }
+        inner.entries.insert(key, State::InFlight);
+        inner.order.push_back((key, now));
+        Seen::New
+    }
+
+    /// Records the response sent for a request.
+    pub fn answered(&self, key: &Key, response: [u8; 20]) {
+        if let Some(state) = self.lock().entries.get_mut(key) {
+            *state = State::Answered(response);
+        }
+    }
+
+    /// Forgets a request that was not stored (queue full, rejected), so a retransmit may try
+    /// again.
+    pub fn forget(&self, key: &Key) {
+        self.lock().entries.remove(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Nothing panics while holding this lock; if something did, the map is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn evict(&mut self, now: Instant) {
+        while let Some((key, at)) = self.order.front().copied() {
+            let expired = now.duration_since(at) >= DEDUP_TTL;
+            let over = self.order.len() > DEDUP_CAPACITY;
+            match self.entries.get(&key) {
+                // Gone already (forgotten): drop the order entry.
+                None => {
+                    self.order.pop_front();
+                }
+                Some(State::InFlight) => break,
+                Some(State::Answered(_)) if expired || over => {
+                    self.entries.remove(&key);
+                    self.order.pop_front();
+                }
+                Some(State::Answered(_)) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: u8) -> Key {
+        Key {
+            peer: "127.0.0.1:1000".parse().unwrap(),
+            header: Header {
+                identifier: id,
+                authenticator: [id; 16],
+            },
+        }
+    }
+
+    #[test]
+    fn a_retransmit_is_in_flight_then_answered_from_the_cache() {
+        let cache = DedupCache::new();
+        let now = Instant::now();
+        assert_eq!(cache.check(key(1), now), Seen::New);
+        assert_eq!(cache.check(key(1), now), Seen::InFlight);
+        cache.answered(&key(1), [7; 20]);
+        assert_eq!(cache.check(key(1), now), Seen::Answered([7; 20]));
+        assert_eq!(cache.check(key(2), now), Seen::New);
+    }
+
+    #[test]
+    fn answered_entries_expire_but_in_flight_ones_do_not() {
+        let cache = DedupCache::new();
+        let t0 = Instant::now();
+        cache.check(key(1), t0);
+        cache.answered(&key(1), [1; 20]);
+        cache.check(key(2), t0);
+        let later = t0 + DEDUP_TTL + Duration::from_secs(1);
+        assert_eq!(cache.check(key(1), later), Seen::New);
+        assert_eq!(cache.check(key(2), later), Seen::InFlight);
+    }
+
+    #[test]
+    fn forgotten_requests_can_be_tried_again() {
+        let cache = DedupCache::new();
+        let now = Instant::now();
+        cache.check(key(1), now);
+        cache.forget(&key(1));
+        assert_eq!(cache.check(key(1), now), Seen::New);
+    }
+}

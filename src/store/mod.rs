@@ -1,0 +1,330 @@
+//! The store: every SQL statement radacctd runs lives in [`sqlite`] or [`postgres`]; this
+//! module holds what both share: connecting and migrating, the error classification the
+//! writer relies on, and [`plan`], which splits a batch of events into stages that can each be
+//! applied with a handful of set-based statements.
+//!
+//! Batches travel to the database as one JSON array per statement (`json_each` on SQLite,
+//! `jsonb_to_recordset` on PostgreSQL), so a batch of a thousand events costs a handful of
+//! statements, not a thousand round trips.
+
+pub mod postgres;
+pub mod reaper;
+pub mod sqlite;
+pub mod writer;
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::radius::accounting::{Event, NasReboot, SessionEvent, SessionKind};
+
+/// A storage failure, classified for the writer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same work later may succeed (connection lost, database locked or
+    /// full, deadlock), as opposed to a value the database will never accept.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                // PostgreSQL SQLSTATE classes: 22 data exception, 23 integrity violation,
+                // 42 syntax or access rule: permanent. SQLite primary codes: 18 TOOBIG,
+                // 19 CONSTRAINT, 20 MISMATCH, 25 RANGE: permanent.
+                let permanent_pg = code.len() == 5
+                    && (code.starts_with("22") || code.starts_with("23") || code.starts_with("42"));
+                let permanent_sqlite = code
+                    .parse::<i32>()
+                    .map(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
+                    .unwrap_or(false);
+                !(permanent_pg || permanent_sqlite)
+            }
+            StoreError::Database(sqlx::Error::ColumnDecode { .. })
+            | StoreError::Database(sqlx::Error::Decode(_))
+            | StoreError::Database(sqlx::Error::TypeNotFound { .. })
+            | StoreError::Database(sqlx::Error::ColumnNotFound(_))
+            | StoreError::Migrate(_)
+            | StoreError::Conflict(_) => false,
+            StoreError::Database(_) => true,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database behind radacctd.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// A `nas` table row as the CLI and the client table see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NasRow {
+    pub nasname: String,
+    pub shortname: String,
+    #[serde(skip)]
+    pub secret: String,
+    pub coa_port: u16,
+}
+
+impl Store {
+    /// Connects (creating an SQLite file if needed) without migrating.
+    pub async fn connect(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(sqlite::SqliteStore::connect(url).await?))
+        } else {
+            Ok(Store::Postgres(postgres::PgStore::connect(url).await?))
+        }
+    }
+
+    /// Applies pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.migrate().await,
+            Store::Postgres(s) => s.migrate().await,
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Answers when the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
+        }
+    }
+
+    /// Applies a batch of events in one transaction, in order, and commits it.
+    pub async fn apply(&self, events: &[&Event], domain: &str) -> Result<()> {
+        let plan = plan(events);
+        match self {
+            Store::Sqlite(s) => s.apply(&plan, domain).await,
+            Store::Postgres(s) => s.apply(&plan, domain).await,
+        }
+    }
+
+    /// Closes stale sessions (see [`reaper`]); returns how many.
+    pub async fn close_stale(&self, now: i64, stale_after: Option<i64>) -> Result<u64> {
+        match self {
+            Store::Sqlite(s) => s.close_stale(now, stale_after).await,
+            Store::Postgres(s) => s.close_stale(now, stale_after).await,
+        }
+    }
+
+    pub async fn nas_list(&self) -> Result<Vec<NasRow>> {
+        match self {
+            Store::Sqlite(s) => s.nas_list().await,
+            Store::Postgres(s) => s.nas_list().await,
+        }
+    }
+
+    pub async fn nas_add(&self, row: &NasRow) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.nas_add(row).await,
+            Store::Postgres(s) => s.nas_add(row).await,
+        }
+    }
+
+    /// Deletes a NAS; returns whether it existed.
+    pub async fn nas_del(&self, nasname: &str) -> Result<bool> {
+        match self {
+            Store::Sqlite(s) => s.nas_del(nasname).await,
+            Store::Postgres(s) => s.nas_del(nasname).await,
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(s) => s.pool.close().await,
+            Store::Postgres(s) => s.pool.close().await,
+        }
+    }
+}
+
+/// One step of a batch.
+#[derive(Debug, Default)]
+pub struct Stage<'a> {
+    pub starts: Vec<&'a SessionEvent>,
+    pub interims: Vec<&'a SessionEvent>,
+    pub stops: Vec<&'a SessionEvent>,
+}
+
+#[derive(Debug)]
+pub enum Step<'a> {
+    /// Session events with pairwise distinct `acctuniqueid`s: they touch disjoint rows, so the
+    /// order among them does not matter.
+    Sessions(Stage<'a>),
+    /// Accounting-On/Off: a barrier that closes sessions of one NAS.
+    Reboot(&'a NasReboot),
+}
+
+/// A batch split into steps that preserve every order that matters.
+#[derive(Debug, Default)]
+pub struct Plan<'a> {
+    /// Distinct non-empty user names of the batch, each to exist in `users`.
+    pub usernames: Vec<&'a str>,
+    pub steps: Vec<Step<'a>>,
+}
+
+/// Splits a batch so that (1) the events of one session apply in arrival order, each in a
+/// later stage than the one before it, and (2) an Accounting-On/Off applies after everything
+/// before it and before everything after it.
+pub fn plan<'a>(events: &[&'a Event]) -> Plan<'a> {
+    let mut steps: Vec<Step<'_>> = Vec::new();
+    // First step index that session events may use (just after the last barrier).
+    let mut floor = 0usize;
+    let mut last_step_of: HashMap<&str, usize> = HashMap::new();
+    let mut seen_users = HashSet::new();
+    let mut usernames = Vec::new();
+    for &event in events {
+        match event {
+            Event::NasReboot(reboot) => {
+                steps.push(Step::Reboot(reboot));
+                floor = steps.len();
+                last_step_of.clear();
+            }
+            Event::Session(s) => {
+                let s: &SessionEvent = s;
+                if !s.username.is_empty() && seen_users.insert(s.username.as_str()) {
+                    usernames.push(s.username.as_str());
+                }
+                let index = last_step_of.get(s.uid.as_str()).map_or(floor, |&i| i + 1);
+                while steps.len() <= index {
+                    steps.push(Step::Sessions(Stage::default()));
+                }
+                let Step::Sessions(stage) = &mut steps[index] else {
+                    unreachable!("indexes at or past the floor are session stages");
+                };
+                match s.kind {
+                    SessionKind::Start => stage.starts.push(s),
+                    SessionKind::Interim => stage.interims.push(s),
+                    SessionKind::Stop => stage.stops.push(s),
+                }
+                last_step_of.insert(s.uid.as_str(), index);
+            }
+        }
+    }
+    Plan { usernames, steps }
+}
+
+/// A new user row for a user name first seen in accounting.
+#[derive(Debug, Serialize)]
+pub(crate) struct NewUser<'a> {
+    pub login: &'a str,
+    pub uuid: String,
+}
+
+pub(crate) fn new_users_json(usernames: &[&str]) -> String {
+    let users: Vec<NewUser<'_>> = usernames
+        .iter()
+        .map(|login| NewUser {
+            login,
+            uuid: uuid::Uuid::new_v4().to_string(),
+        })
+        .collect();
+    serde_json::to_string(&users).expect("user names serialise")
+}
+
+pub(crate) fn events_json(events: &[&SessionEvent]) -> String {
+    serde_json::to_string(events).expect("session events serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: SessionKind, uid: &str) -> Event {
+        Event::Session(Box::new(SessionEvent {
+            kind,
+            t: 1,
+            uid: uid.into(),
+            sid: String::new(),
+            username: format!("user-{uid}"),
+            nas: "127.0.0.1".into(),
+            port_id: None,
+            port_type: String::new(),
+            authentic: String::new(),
+            connect_info: String::new(),
+            called: String::new(),
+            calling: String::new(),
+            service: String::new(),
+            protocol: String::new(),
+            ip: None,
+            ip6: None,
+            prefix6: None,
+            ifid: None,
+            delegated6: None,
+            class: None,
+            session_time: None,
+            input_octets: 0,
+            output_octets: 0,
+            cause: String::new(),
+            interim_interval: None,
+        }))
+    }
+
+    fn shape(plan: &Plan<'_>) -> Vec<String> {
+        plan.steps
+            .iter()
+            .map(|s| match s {
+                Step::Reboot(_) => "reboot".to_owned(),
+                Step::Sessions(st) => format!(
+                    "s{} i{} p{}",
+                    st.starts.iter().map(|e| e.uid.as_str()).collect::<String>(),
+                    st.interims
+                        .iter()
+                        .map(|e| e.uid.as_str())
+                        .collect::<String>(),
+                    st.stops.iter().map(|e| e.uid.as_str()).collect::<String>()
+                ),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_of_one_session_land_in_successive_stages() {
+        use SessionKind::*;
+        let events = [
+            ev(Start, "a"),
+            ev(Start, "b"),
+            ev(Interim, "a"),
+            ev(Stop, "a"),
+            ev(Stop, "b"),
+        ];
+        let refs: Vec<&Event> = events.iter().collect();
+        let p = plan(&refs);
+        assert_eq!(shape(&p), vec!["sab i p", "s ia pb", "s i pa"]);
+        assert_eq!(p.usernames, vec!["user-a", "user-b"]);
+    }
+
+    #[test]
+    fn a_reboot_is_a_barrier() {
+        use SessionKind::*;
+        let reboot = Event::NasReboot(NasReboot {
+            nas: "127.0.0.1".into(),
+            t: 1,
+            cause: "NAS-Reboot".into(),
+        });
+        let events = [ev(Start, "a"), reboot, ev(Start, "b"), ev(Interim, "a")];
+        let refs: Vec<&Event> = events.iter().collect();
+        let p = plan(&refs);
+        assert_eq!(shape(&p), vec!["sa i p", "reboot", "sb ia p"]);
+    }
+}

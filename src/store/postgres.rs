@@ -1,0 +1,306 @@
+//! PostgreSQL backend: every SQL statement radacctd runs on PostgreSQL. Commits are durable
+//! (`synchronous_commit` is left on). Several nodes may share the database: the accounting
+//! statements are idempotent per event and the reaper takes an advisory lock so only one node
+//! reaps at a time.
+//!
+//! The accounting ladder follows FreeRADIUS 3.2's stock `queries.conf`, applied set-wise per
+//! stage (see [`super::plan`]): every statement reads the stage's events from one JSON array.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Row};
+
+use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
+
+const POOL_SIZE: u32 = 8;
+/// Sessions closed per reaper statement.
+const REAP_CHUNK: i64 = 5_000;
+/// Advisory lock key held by the node that reaps stale sessions ("radacctd" reaper).
+const REAPER_LOCK: i64 = 0x7261_6461_6363_7401;
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(crate) pool: PgPool,
+}
+
+/// The stage's events as rows: `e(t, uid, ...)`.
+macro_rules! events {
+    () => {
+        "WITH e AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(t bigint, uid text, sid text, \
+         username text, nas inet, port_id text, port_type text, authentic text, connect_info text, \
+         called text, calling text, service text, protocol text, ip inet, ip6 inet, prefix6 inet, \
+         ifid text, delegated6 inet, class text, session_time bigint, input_octets bigint, \
+         output_octets bigint, cause text, interim_interval bigint)) "
+    };
+}
+
+macro_rules! columns {
+    () => {
+        "(acctsessionid, acctuniqueid, username, realm, nasipaddress, nasportid, nasporttype, \
+         acctstarttime, acctupdatetime, acctstoptime, acctsessiontime, acctauthentic, \
+         connectinfo_start, connectinfo_stop, acctinputoctets, acctoutputoctets, calledstationid, \
+         callingstationid, acctterminatecause, servicetype, framedprotocol, framedipaddress, \
+         framedipv6address, framedipv6prefix, framedinterfaceid, delegatedipv6prefix, class, \
+         acctinteriminterval) "
+    };
+}
+
+const START: &str = concat!(
+    events!(),
+    "INSERT INTO radacct ",
+    columns!(),
+    "SELECT sid, uid, username, NULL, nas, port_id, port_type, to_timestamp(t), to_timestamp(t), \
+     NULL, 0, authentic, connect_info, NULL, 0, 0, called, calling, NULL, service, protocol, ip, \
+     ip6, prefix6, ifid, delegated6, class, interim_interval FROM e \
+     ON CONFLICT (acctuniqueid) DO UPDATE SET acctstarttime = EXCLUDED.acctstarttime, \
+     acctupdatetime = EXCLUDED.acctupdatetime, connectinfo_start = EXCLUDED.connectinfo_start"
+);
+
+const INTERIM_UPDATE: &str = concat!(
+    events!(),
+    "UPDATE radacct r SET framedipaddress = e.ip, framedipv6address = e.ip6, \
+     framedipv6prefix = e.prefix6, framedinterfaceid = e.ifid, delegatedipv6prefix = e.delegated6, \
+     acctsessiontime = e.session_time, \
+     acctinterval = e.t - EXTRACT(EPOCH FROM COALESCE(r.acctupdatetime, r.acctstarttime))::bigint, \
+     acctupdatetime = to_timestamp(e.t), acctinputoctets = e.input_octets, \
+     acctoutputoctets = e.output_octets, \
+     acctinteriminterval = COALESCE(e.interim_interval, r.acctinteriminterval) \
+     FROM e WHERE r.acctuniqueid = e.uid AND r.acctstoptime IS NULL"
+);
+
+const INTERIM_INSERT: &str = concat!(
+    events!(),
+    "INSERT INTO radacct ",
+    columns!(),
+    "SELECT sid, uid, username, NULL, nas, port_id, port_type, \
+     to_timestamp(t - COALESCE(session_time, 0)), to_timestamp(t), NULL, session_time, authentic, \
+     connect_info, NULL, input_octets, output_octets, called, calling, NULL, service, protocol, ip, \
+     ip6, prefix6, ifid, delegated6, class, interim_interval FROM e \
+     WHERE NOT EXISTS (SELECT 1 FROM radacct r WHERE r.acctuniqueid = e.uid) \
+     AND NOT EXISTS (SELECT 1 FROM radacct_history h WHERE h.acctuniqueid = e.uid) \
+     ON CONFLICT (acctuniqueid) DO NOTHING"
+);
+
+const STOP_UPDATE: &str = concat!(
+    events!(),
+    "UPDATE radacct r SET acctstoptime = to_timestamp(e.t), acctupdatetime = to_timestamp(e.t), \
+     acctsessiontime = COALESCE(e.session_time, e.t - EXTRACT(EPOCH FROM r.acctstarttime)::bigint), \
+     acctinputoctets = e.input_octets, acctoutputoctets = e.output_octets, \
+     acctterminatecause = e.cause, framedipaddress = e.ip, framedipv6address = e.ip6, \
+     framedipv6prefix = e.prefix6, framedinterfaceid = e.ifid, delegatedipv6prefix = e.delegated6, \
+     connectinfo_stop = e.connect_info FROM e WHERE r.acctuniqueid = e.uid"
+);
+
+const STOP_UPDATE_HISTORY: &str = concat!(
+    events!(),
+    "UPDATE radacct_history h SET acctstoptime = to_timestamp(e.t), \
+     acctupdatetime = to_timestamp(e.t), \
+     acctsessiontime = COALESCE(e.session_time, e.t - EXTRACT(EPOCH FROM h.acctstarttime)::bigint), \
+     acctinputoctets = e.input_octets, acctoutputoctets = e.output_octets, \
+     acctterminatecause = e.cause, framedipaddress = e.ip, framedipv6address = e.ip6, \
+     framedipv6prefix = e.prefix6, framedinterfaceid = e.ifid, delegatedipv6prefix = e.delegated6, \
+     connectinfo_stop = e.connect_info FROM e WHERE h.acctuniqueid = e.uid \
+     AND NOT EXISTS (SELECT 1 FROM radacct r WHERE r.acctuniqueid = e.uid)"
+);
+
+const STOP_INSERT: &str = concat!(
+    events!(),
+    "INSERT INTO radacct ",
+    columns!(),
+    "SELECT sid, uid, username, NULL, nas, port_id, port_type, \
+     to_timestamp(t - COALESCE(session_time, 0)), to_timestamp(t), to_timestamp(t), session_time, \
+     authentic, connect_info, NULL, input_octets, output_octets, called, calling, cause, service, \
+     protocol, ip, ip6, prefix6, ifid, delegated6, class, interim_interval FROM e \
+     WHERE NOT EXISTS (SELECT 1 FROM radacct r WHERE r.acctuniqueid = e.uid) \
+     AND NOT EXISTS (SELECT 1 FROM radacct_history h WHERE h.acctuniqueid = e.uid) \
+     ON CONFLICT (acctuniqueid) DO NOTHING"
+);
+
+const NAS_REBOOT: &str = "UPDATE radacct SET acctstoptime = to_timestamp($1), \
+     acctupdatetime = to_timestamp($1), \
+     acctsessiontime = $1 - EXTRACT(EPOCH FROM acctstarttime)::bigint, acctterminatecause = $2 \
+     WHERE acctstoptime IS NULL AND nasipaddress = $3::inet AND acctstarttime <= to_timestamp($1)";
+
+const NEW_USERS: &str = "INSERT INTO users (uuid, login, domain, role) \
+     SELECT u.uuid, u.login, $2, 'subscriber' FROM jsonb_to_recordset($1::jsonb) AS u(login text, uuid uuid) \
+     WHERE NOT EXISTS (SELECT 1 FROM users x WHERE x.domain = $2 AND x.login = u.login) \
+     ON CONFLICT DO NOTHING";
+
+const CLOSE_STALE: &str = "UPDATE radacct SET \
+     acctstoptime = COALESCE(acctupdatetime, acctstarttime), \
+     acctterminatecause = 'Stale-Session', \
+     acctsessiontime = COALESCE(acctsessiontime, \
+       EXTRACT(EPOCH FROM COALESCE(acctupdatetime, acctstarttime) - acctstarttime)::bigint) \
+     WHERE radacctid IN (SELECT radacctid FROM radacct WHERE acctstoptime IS NULL \
+       AND COALESCE(acctupdatetime, acctstarttime) < to_timestamp($1 - CASE \
+         WHEN acctinteriminterval > 0 THEN 3 * acctinteriminterval + 60 \
+         WHEN acctinterval > 0 THEN 3 * acctinterval + 60 \
+         ELSE $2 END) \
+       LIMIT $3 FOR UPDATE SKIP LOCKED)";
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?.application_name("radacctd");
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn apply(&self, plan: &Plan<'_>, domain: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if !plan.usernames.is_empty() {
+            sqlx::query(NEW_USERS)
+                .bind(new_users_json(&plan.usernames))
+                .bind(domain)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for step in &plan.steps {
+            match step {
+                Step::Sessions(stage) => apply_stage(&mut tx, stage).await?,
+                Step::Reboot(r) => {
+                    sqlx::query(NAS_REBOOT)
+                        .bind(r.t)
+                        .bind(&r.cause)
+                        .bind(&r.nas)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn close_stale(&self, now: i64, stale_after: Option<i64>) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(REAPER_LOCK)
+                .fetch_one(&mut *tx)
+                .await?;
+            if !locked {
+                // Another node is reaping right now.
+                return Ok(total);
+            }
+            let n = sqlx::query(CLOSE_STALE)
+                .bind(now)
+                .bind(stale_after)
+                .bind(REAP_CHUNK)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            total += n;
+            if n < REAP_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub async fn nas_list(&self) -> Result<Vec<NasRow>> {
+        let rows =
+            sqlx::query("SELECT nasname, shortname, secret, coa_port FROM nas ORDER BY nasname")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NasRow {
+                    nasname: r.try_get("nasname")?,
+                    shortname: r.try_get("shortname")?,
+                    secret: r.try_get("secret")?,
+                    coa_port: u16::try_from(r.try_get::<i32, _>("coa_port")?).unwrap_or(3799),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn nas_add(&self, row: &NasRow) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO nas (nasname, shortname, secret, coa_port) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (nasname) DO NOTHING",
+        )
+        .bind(&row.nasname)
+        .bind(&row.shortname)
+        .bind(&row.secret)
+        .bind(i32::from(row.coa_port))
+        .execute(&self.pool)
+        .await?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "NAS {} already exists",
+                row.nasname
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn nas_del(&self, nasname: &str) -> Result<bool> {
+        let result = sqlx::query("DELETE FROM nas WHERE nasname = $1")
+            .bind(nasname)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}
+
+async fn apply_stage(tx: &mut sqlx::PgConnection, stage: &Stage<'_>) -> Result<()> {
+    if !stage.starts.is_empty() {
+        sqlx::query(START)
+            .bind(events_json(&stage.starts))
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !stage.interims.is_empty() {
+        let json = events_json(&stage.interims);
+        let updated = sqlx::query(INTERIM_UPDATE)
+            .bind(&json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        // Each acctuniqueid appears once per stage, so fewer updates means some have no row.
+        if updated < stage.interims.len() as u64 {
+            sqlx::query(INTERIM_INSERT)
+                .bind(&json)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    if !stage.stops.is_empty() {
+        let json = events_json(&stage.stops);
+        let updated = sqlx::query(STOP_UPDATE)
+            .bind(&json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if updated < stage.stops.len() as u64 {
+            sqlx::query(STOP_UPDATE_HISTORY)
+                .bind(&json)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(STOP_INSERT)
+                .bind(&json)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}

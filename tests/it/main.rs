@@ -1,0 +1,6 @@
+//! radacctd's integration tests: one binary, one harness. Every storage test runs on SQLite and
+//! on PostgreSQL (which must be reachable: the tests fail, never skip, without it).
+
+pub mod harness;
+
+mod ingest;
