@@ -3,4 +3,7 @@
 
 pub mod harness;
 
+mod cli;
 mod ingest;
+mod outage;
+mod radclient;

@@ -1,0 +1,1 @@
+//! The radacctd binary itself: SIGTERM drain, configuration errors, check-config, nas subcommands.

@@ -1,0 +1,1 @@
+//! radclient, the FreeRADIUS reference client, driving radacctd from packet files under fixtures/radclient.
