@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
+use crate::auth::{self, LoginLimiter, Role};
 use crate::config::{parse_net, Config};
 use crate::metrics::Metrics;
 use crate::radius::clients::{Client, ClientSet, Clients};
@@ -58,6 +59,7 @@ impl App {
             .await
             .context("database_url: cannot apply migrations")?;
 
+        bootstrap_admin(&config, &store).await?;
         let clients = Clients::new(load_clients(&config, &store).await?);
 
         let mut radius = Vec::new();
@@ -175,6 +177,7 @@ impl App {
             store: store.clone(),
             metrics: metrics.clone(),
             config: config.clone(),
+            login_limiter: Arc::new(LoginLimiter::new()),
         };
         let http_shutdown = shutdown.clone();
         let http_server = tokio::spawn(async move {
@@ -204,6 +207,41 @@ impl App {
         store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Creates user `admin` with `admin_password` if it does not exist; when no admin exists at all
+/// and no password is configured, creates one with a random password printed once.
+async fn bootstrap_admin(config: &Config, store: &Store) -> Result<()> {
+    let existing = store.user_by_login(&config.domain, "admin").await?;
+    let password = match (&config.admin_password, existing) {
+        (Some(pw), None) => pw.expose().to_owned(),
+        (None, None) if !store.admin_exists().await? => {
+            use argon2::password_hash::rand_core::{OsRng, RngCore};
+            let mut bytes = [0u8; 12];
+            OsRng.fill_bytes(&mut bytes);
+            let pw = hex::encode(bytes);
+            // Printed once, on the terminal, never through the log.
+            eprintln!(
+                "radacctd: created user admin with password {pw}\n\
+                 radacctd: change it with `radacctd user passwd admin`; it will not be shown again"
+            );
+            pw
+        }
+        _ => return Ok(()),
+    };
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await?;
+    match store
+        .user_create(&config.domain, "admin", Role::Admin.as_str(), Some(&hash))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!("created the admin user");
+            Ok(())
+        }
+        // Another node created it at the same moment.
+        Err(crate::store::StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e).context("cannot create the admin user"),
     }
 }
 

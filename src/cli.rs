@@ -1,4 +1,5 @@
-//! The command line (clap): `serve` (the default), `migrate`, `check-config`, `nas add|list|del`.
+//! The command line (clap): `serve` (the default), `migrate`, `check-config`, `nas add|list|del`,
+//! `user add|passwd|del|list`.
 //! Every subcommand takes the same `--config` / `--database-url` options as `serve`.
 
 use std::path::PathBuf;
@@ -57,6 +58,60 @@ pub enum Command {
     /// Manage RADIUS clients stored in the nas table.
     #[command(subcommand)]
     Nas(NasCommand),
+    /// Manage users (API logins and accounting user names).
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; prints its integer id and UUID.
+    Add {
+        login: String,
+        #[arg(long, value_parser = ["admin", "operator", "subscriber"])]
+        role: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Set a user's password.
+    Passwd {
+        login: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Delete a user (and its web sessions).
+    Del { login: String },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// The password (visible to other local users in the process list; prefer --password-stdin).
+    #[arg(long, conflicts_with = "password_stdin")]
+    password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+impl PasswordArgs {
+    fn read(&self) -> Result<Option<String>> {
+        let pw = if self.password_stdin {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+            Some(line.trim_end_matches(['\r', '\n']).to_owned())
+        } else {
+            self.password.clone()
+        };
+        match pw {
+            Some(p) if p.is_empty() => bail!("password: must not be empty"),
+            other => Ok(other),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +188,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .context("database_url: cannot apply migrations")?;
             nas(&store, cmd).await
         }
+        Command::User(cmd) => {
+            let store = connect(&config.database_url).await?;
+            store
+                .migrate()
+                .await
+                .context("database_url: cannot apply migrations")?;
+            user(&store, &config.domain, cmd).await
+        }
     }
 }
 
@@ -200,6 +263,62 @@ async fn nas(store: &Store, cmd: NasCommand) -> Result<()> {
                 bail!("no NAS {nasname}");
             }
             println!("deleted NAS {nasname}");
+        }
+    }
+    Ok(())
+}
+
+async fn user(store: &Store, domain: &str, cmd: UserCommand) -> Result<()> {
+    let hash = |pw: String| async move {
+        tokio::task::spawn_blocking(move || crate::auth::hash_password(&pw))
+            .await
+            .context("cannot hash the password")
+    };
+    match cmd {
+        UserCommand::Add { login, role, password } => {
+            if login.trim().is_empty() {
+                bail!("LOGIN: must not be empty");
+            }
+            let password_hash = match password.read()? {
+                Some(pw) => Some(hash(pw).await?),
+                None => None,
+            };
+            let user = store.user_create(domain, &login, &role, password_hash.as_deref()).await?;
+            println!("{} {}", user.id, user.uuid);
+        }
+        UserCommand::Passwd { login, password } => {
+            let Some(pw) = password.read()? else {
+                bail!("give the new password with --password or --password-stdin");
+            };
+            if !store.user_set_password(domain, &login, &hash(pw).await?).await? {
+                bail!("no user {login}");
+            }
+            println!("password of {login} changed");
+        }
+        UserCommand::Del { login } => {
+            if !store.user_delete(domain, &login).await? {
+                bail!("no user {login}");
+            }
+            println!("deleted user {login}");
+        }
+        UserCommand::List { json } => {
+            let users = store.user_list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                println!("{:>8}  {:<36}  {:<24} {:<16} {:<10} PASSWORD", "ID", "UUID", "LOGIN", "DOMAIN", "ROLE");
+                for u in users {
+                    println!(
+                        "{:>8}  {:<36}  {:<24} {:<16} {:<10} {}",
+                        u.id,
+                        u.uuid,
+                        u.login,
+                        u.domain,
+                        u.role,
+                        if u.password_hash.is_some() { "set" } else { "-" }
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -8,6 +8,7 @@
 //!   the UDP receive loop.
 //! - [`store`]: all SQL (SQLite and PostgreSQL), the batching writer, the stale-session reaper.
 //! - [`api`]: the HTTP endpoints.
+//! - [`auth`]: passwords, tokens, the login limit, and the permission checks every API uses.
 //! - [`metrics`]: Prometheus metrics and the one place drops are counted.
 //! - [`cli`], [`telemetry`]: the command line and logging.
 
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod metrics;

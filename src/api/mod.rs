@@ -1,11 +1,14 @@
 //! The HTTP side: one router per module, merged here.
 
+pub mod console;
 pub mod health;
+pub mod negotiate;
 
 use std::sync::Arc;
 
 use axum::Router;
 
+use crate::auth::LoginLimiter;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -16,6 +19,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    /// Failed logins per source address (per node: a brute force is slowed where it lands).
+    pub login_limiter: Arc<LoginLimiter>,
 }
 
 /// Request bodies larger than this are refused with 413.
@@ -24,6 +29,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(console::router(&state.config.http.webservice_path))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -10,6 +10,7 @@
 pub mod postgres;
 pub mod reaper;
 pub mod sqlite;
+pub mod users;
 pub mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -17,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::radius::accounting::{Event, NasReboot, SessionEvent, SessionKind};
+use users::{NewWebSession, UserRow, WebSessionRow};
 
 /// A storage failure, classified for the writer.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,16 @@ pub struct NasRow {
     #[serde(skip)]
     pub secret: String,
     pub coa_port: u16,
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Sqlite($s) => $call,
+            Store::Postgres($s) => $call,
+        }
+    };
 }
 
 impl Store {
@@ -148,6 +160,56 @@ impl Store {
             Store::Sqlite(s) => s.nas_del(nasname).await,
             Store::Postgres(s) => s.nas_del(nasname).await,
         }
+    }
+
+    pub async fn user_by_login(&self, domain: &str, login: &str) -> Result<Option<UserRow>> {
+        dispatch!(self, s => s.user_by_login(domain, login).await)
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
+        dispatch!(self, s => s.user_by_id(id).await)
+    }
+
+    pub async fn user_list(&self) -> Result<Vec<UserRow>> {
+        dispatch!(self, s => s.user_list().await)
+    }
+
+    /// Creates a user, or gives a role and password to one first seen in accounting (which has
+    /// no password). A user that already has a password is a [`StoreError::Conflict`].
+    pub async fn user_create(&self, domain: &str, login: &str, role: &str, hash: Option<&str>) -> Result<UserRow> {
+        dispatch!(self, s => s.user_create(domain, login, role, hash).await)
+    }
+
+    pub async fn user_set_password(&self, domain: &str, login: &str, hash: &str) -> Result<bool> {
+        dispatch!(self, s => s.user_set_password(domain, login, hash).await)
+    }
+
+    pub async fn user_delete(&self, domain: &str, login: &str) -> Result<bool> {
+        dispatch!(self, s => s.user_delete(domain, login).await)
+    }
+
+    pub async fn admin_exists(&self) -> Result<bool> {
+        dispatch!(self, s => s.admin_exists().await)
+    }
+
+    /// Records a Login; returns its `browserSessionId`.
+    pub async fn session_create(&self, session: &NewWebSession<'_>) -> Result<i64> {
+        dispatch!(self, s => s.session_create(session).await)
+    }
+
+    /// The open, unexpired session holding this token hash.
+    pub async fn session_by_token(&self, token_hash: &str, now: i64) -> Result<Option<WebSessionRow>> {
+        dispatch!(self, s => s.session_by_token(token_hash, now).await)
+    }
+
+    /// Ends the session of this token; false when it was not open.
+    pub async fn session_logout(&self, token_hash: &str, now: i64) -> Result<bool> {
+        dispatch!(self, s => s.session_logout(token_hash, now).await)
+    }
+
+    /// A user's console sessions: open ones, and (unless `only_open`) those closed since `since`.
+    pub async fn console_sessions(&self, user_id: i64, now: i64, since: i64, only_open: bool) -> Result<Vec<WebSessionRow>> {
+        dispatch!(self, s => s.console_sessions(user_id, now, since, only_open).await)
     }
 
     pub async fn close(&self) {

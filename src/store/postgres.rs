@@ -13,6 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
 use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
+use super::users::{user_row, web_session_row, NewWebSession, UserRow, WebSessionRow};
 
 const POOL_SIZE: u32 = 8;
 /// Sessions closed per reaper statement.
@@ -303,4 +304,153 @@ async fn apply_stage(tx: &mut sqlx::PgConnection, stage: &Stage<'_>) -> Result<(
         }
     }
     Ok(())
+}
+
+// ---- users and web sessions ---------------------------------------------------------------
+
+const USER_COLUMNS: &str =
+    "SELECT id::bigint AS id, uuid::text AS uuid, login, domain, role, password_hash FROM users ";
+
+const SESSION_COLUMNS: &str = "SELECT s.id, s.session_id::text AS session_id, s.user_id::bigint AS user_id, \
+     u.uuid::text AS user_uuid, u.login, u.role, s.domain, s.site, s.node, s.console_type::bigint AS console_type, \
+     s.host, EXTRACT(EPOCH FROM s.login_time)::bigint AS login_time, \
+     EXTRACT(EPOCH FROM s.expires_at)::bigint AS expires_at, \
+     EXTRACT(EPOCH FROM s.logout_time)::bigint AS logout_time \
+     FROM web_sessions s JOIN users u ON u.id = s.user_id ";
+
+impl PgStore {
+    pub async fn user_by_login(&self, domain: &str, login: &str) -> Result<Option<UserRow>> {
+        let row = sqlx::query(&format!("{USER_COLUMNS}WHERE domain = $1 AND login = $2"))
+            .bind(domain)
+            .bind(login)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(user_row!(r)),
+            None => None,
+        })
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
+        let row = sqlx::query(&format!("{USER_COLUMNS}WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(user_row!(r)),
+            None => None,
+        })
+    }
+
+    pub async fn user_list(&self) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query(&format!("{USER_COLUMNS}ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(user_row!(r))).collect()
+    }
+
+    pub async fn user_create(&self, domain: &str, login: &str, role: &str, hash: Option<&str>) -> Result<UserRow> {
+        let created: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO users (uuid, login, domain, role, password_hash) VALUES (gen_random_uuid(), $1, $2, $3, $4) \
+             ON CONFLICT (domain, login) DO UPDATE SET role = EXCLUDED.role, password_hash = EXCLUDED.password_hash \
+             WHERE users.password_hash IS NULL RETURNING id",
+        )
+        .bind(login)
+        .bind(domain)
+        .bind(role)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if created.is_none() {
+            return Err(StoreError::Conflict(format!("user {login} already exists")));
+        }
+        self.user_by_login(domain, login)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(format!("user {login} vanished")))
+    }
+
+    pub async fn user_set_password(&self, domain: &str, login: &str, hash: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE users SET password_hash = $3 WHERE domain = $1 AND login = $2")
+            .bind(domain)
+            .bind(login)
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn user_delete(&self, domain: &str, login: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM users WHERE domain = $1 AND login = $2")
+            .bind(domain)
+            .bind(login)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn admin_exists(&self) -> Result<bool> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn session_create(&self, s: &NewWebSession<'_>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO web_sessions (session_id, token_hash, user_id, domain, site, node, console_type, host, \
+             login_time, expires_at) VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, to_timestamp($9), to_timestamp($10)) \
+             RETURNING id",
+        )
+        .bind(s.session_id)
+        .bind(s.token_hash)
+        .bind(i32::try_from(s.user_id).unwrap_or(i32::MAX))
+        .bind(s.domain)
+        .bind(s.site)
+        .bind(s.node)
+        .bind(i32::try_from(s.console_type).unwrap_or(i32::MAX))
+        .bind(s.host)
+        .bind(s.login_time)
+        .bind(s.expires_at)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn session_by_token(&self, token_hash: &str, now: i64) -> Result<Option<WebSessionRow>> {
+        let row = sqlx::query(&format!(
+            "{SESSION_COLUMNS}WHERE s.token_hash = $1 AND s.logout_time IS NULL AND s.expires_at > to_timestamp($2)"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(web_session_row!(r)),
+            None => None,
+        })
+    }
+
+    pub async fn session_logout(&self, token_hash: &str, now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE web_sessions SET logout_time = to_timestamp($2) WHERE token_hash = $1 \
+             AND logout_time IS NULL AND expires_at > to_timestamp($2)",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn console_sessions(&self, user_id: i64, now: i64, since: i64, only_open: bool) -> Result<Vec<WebSessionRow>> {
+        let rows = sqlx::query(&format!(
+            "{SESSION_COLUMNS}WHERE s.user_id = $1 AND ((s.logout_time IS NULL AND s.expires_at > to_timestamp($2)) \
+             OR (NOT $4 AND COALESCE(s.logout_time, s.expires_at) >= to_timestamp($3))) ORDER BY s.login_time, s.id"
+        ))
+        .bind(i32::try_from(user_id).unwrap_or(i32::MAX))
+        .bind(now)
+        .bind(since)
+        .bind(only_open)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(web_session_row!(r))).collect()
+    }
 }

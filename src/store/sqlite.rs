@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
+use super::users::{user_row, web_session_row, NewWebSession, UserRow, WebSessionRow};
 
 /// Connections in the pool: one writer at a time plus readers (WAL lets them run together).
 const POOL_SIZE: u32 = 4;
@@ -308,4 +309,148 @@ async fn apply_stage(tx: &mut sqlx::SqliteConnection, stage: &Stage<'_>) -> Resu
         }
     }
     Ok(())
+}
+
+// ---- users and web sessions ---------------------------------------------------------------
+
+const USER_COLUMNS: &str = "SELECT id, uuid, login, domain, role, password_hash FROM users ";
+
+const SESSION_COLUMNS: &str = "SELECT s.id, s.session_id, s.user_id, u.uuid AS user_uuid, u.login, u.role, \
+     s.domain, s.site, s.node, s.console_type, s.host, s.login_time, s.expires_at, s.logout_time \
+     FROM web_sessions s JOIN users u ON u.id = s.user_id ";
+
+impl SqliteStore {
+    pub async fn user_by_login(&self, domain: &str, login: &str) -> Result<Option<UserRow>> {
+        let row = sqlx::query(&format!("{USER_COLUMNS}WHERE domain = ?1 AND login = ?2"))
+            .bind(domain)
+            .bind(login)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(user_row!(r)),
+            None => None,
+        })
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
+        let row = sqlx::query(&format!("{USER_COLUMNS}WHERE id = ?1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(user_row!(r)),
+            None => None,
+        })
+    }
+
+    pub async fn user_list(&self) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query(&format!("{USER_COLUMNS}ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(user_row!(r))).collect()
+    }
+
+    pub async fn user_create(&self, domain: &str, login: &str, role: &str, hash: Option<&str>) -> Result<UserRow> {
+        let created = sqlx::query(
+            "INSERT INTO users (uuid, login, domain, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (domain, login) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash \
+             WHERE users.password_hash IS NULL RETURNING id",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(login)
+        .bind(domain)
+        .bind(role)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        if created.is_none() {
+            return Err(StoreError::Conflict(format!("user {login} already exists")));
+        }
+        self.user_by_login(domain, login)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(format!("user {login} vanished")))
+    }
+
+    pub async fn user_set_password(&self, domain: &str, login: &str, hash: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE users SET password_hash = ?3 WHERE domain = ?1 AND login = ?2")
+            .bind(domain)
+            .bind(login)
+            .bind(hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn user_delete(&self, domain: &str, login: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM users WHERE domain = ?1 AND login = ?2")
+            .bind(domain)
+            .bind(login)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn admin_exists(&self) -> Result<bool> {
+        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub async fn session_create(&self, s: &NewWebSession<'_>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO web_sessions (session_id, token_hash, user_id, domain, site, node, console_type, host, \
+             login_time, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
+        )
+        .bind(s.session_id)
+        .bind(s.token_hash)
+        .bind(s.user_id)
+        .bind(s.domain)
+        .bind(s.site)
+        .bind(s.node)
+        .bind(s.console_type)
+        .bind(s.host)
+        .bind(s.login_time)
+        .bind(s.expires_at)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    pub async fn session_by_token(&self, token_hash: &str, now: i64) -> Result<Option<WebSessionRow>> {
+        let row = sqlx::query(&format!(
+            "{SESSION_COLUMNS}WHERE s.token_hash = ?1 AND s.logout_time IS NULL AND s.expires_at > ?2"
+        ))
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(web_session_row!(r)),
+            None => None,
+        })
+    }
+
+    pub async fn session_logout(&self, token_hash: &str, now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE web_sessions SET logout_time = ?2 WHERE token_hash = ?1 AND logout_time IS NULL AND expires_at > ?2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn console_sessions(&self, user_id: i64, now: i64, since: i64, only_open: bool) -> Result<Vec<WebSessionRow>> {
+        let rows = sqlx::query(&format!(
+            "{SESSION_COLUMNS}WHERE s.user_id = ?1 AND ((s.logout_time IS NULL AND s.expires_at > ?2) \
+             OR (?4 = 0 AND COALESCE(s.logout_time, s.expires_at) >= ?3)) ORDER BY s.login_time, s.id"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .bind(since)
+        .bind(only_open)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(web_session_row!(r))).collect()
+    }
 }

@@ -17,6 +17,8 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 pub const SECRET: &str = "testing123";
+/// The bootstrap admin's password in every test node.
+pub const ADMIN_PASSWORD: &str = "admin-password";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -102,6 +104,16 @@ impl TestDb {
     pub fn pg_name(&self) -> Option<&str> {
         self.pg_name.as_deref()
     }
+
+    /// The same database for a second node; dropping it leaves the database alone.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            backend: self.backend,
+            url: self.url.clone(),
+            pg_name: None,
+            _dir: None,
+        }
+    }
 }
 
 pub async fn pg_admin() -> sqlx::PgPool {
@@ -123,6 +135,7 @@ pub fn test_config(db: &TestDb) -> Config {
         r#"
         database_url = "{}"
         node = "test-node"
+        admin_password = "{ADMIN_PASSWORD}"
         [radius]
         listen = ["127.0.0.1:0"]
         [http]

@@ -4,6 +4,7 @@
 pub mod harness;
 
 mod cli;
+mod console;
 mod ingest;
 mod outage;
 mod radclient;
