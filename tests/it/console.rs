@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::harness::{eventually, spawn_app, spawn_app_on, spawn_app_with, Backend, TestApp, ADMIN_PASSWORD};
+use crate::harness::{
+    eventually, spawn_app, spawn_app_on, spawn_app_with, Backend, TestApp, ADMIN_PASSWORD,
+};
 
 const WS: &str = "/webconsole/api";
 
@@ -63,7 +65,12 @@ pub async fn add_user(app: &TestApp, login: &str, role: &str, password: &str) ->
         .id
 }
 
-async fn get_sessions(app: &TestApp, token: &str, user_id: &str, accept: Option<&str>) -> reqwest::Response {
+async fn get_sessions(
+    app: &TestApp,
+    token: &str,
+    user_id: &str,
+    accept: Option<&str>,
+) -> reqwest::Response {
     let mut req = reqwest::Client::new()
         .get(app.url(&format!("{WS}/Session?userId={user_id}")))
         .header("Authtoken", token);
@@ -77,11 +84,22 @@ async fn login_returns_a_qsdk_token_with_the_user_ids_and_one_session_id(backend
     let app = spawn_app(backend).await;
     let l = login(&app, "admin", ADMIN_PASSWORD).await;
     assert!(l.token.starts_with("QSDK "), "{}", l.token);
-    let user = app.store().user_by_login("master.domain", "admin").await.unwrap().unwrap();
+    let user = app
+        .store()
+        .user_by_login("master.domain", "admin")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(l.user_id, user.id);
     assert_eq!(l.user_guid, user.uuid);
     // The session id is the one of the console API.
-    let r = get_sessions(&app, &l.token, &l.user_id.to_string(), Some("application/json")).await;
+    let r = get_sessions(
+        &app,
+        &l.token,
+        &l.user_id.to_string(),
+        Some("application/json"),
+    )
+    .await;
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["sessions"][0]["sessionId"], l.session_id.as_str());
     // Only the hash of the token is stored.
@@ -103,9 +121,15 @@ async fn login_returns_a_qsdk_token_with_the_user_ids_and_one_session_id(backend
 async fn login_rejects_bad_input_and_answers_unknown_users_like_wrong_passwords(backend: Backend) {
     let app = spawn_app(backend).await;
     let http = reqwest::Client::new();
-    let post = |body: Value| http.post(app.url(&format!("{WS}/Login"))).json(&body).send();
+    let post = |body: Value| {
+        http.post(app.url(&format!("{WS}/Login")))
+            .json(&body)
+            .send()
+    };
 
-    let r = post(json!({"username": "admin", "password": "%%%not base64"})).await.unwrap();
+    let r = post(json!({"username": "admin", "password": "%%%not base64"}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["errorCode"], 400);
@@ -120,13 +144,22 @@ async fn login_rejects_bad_input_and_answers_unknown_users_like_wrong_passwords(
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
-    let wrong = post(json!({"username": "admin", "password": b64("nope")})).await.unwrap();
-    let unknown = post(json!({"username": "nobody", "password": b64("nope")})).await.unwrap();
+    let wrong = post(json!({"username": "admin", "password": b64("nope")}))
+        .await
+        .unwrap();
+    let unknown = post(json!({"username": "nobody", "password": b64("nope")}))
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.text().await.unwrap(), unknown.text().await.unwrap());
     // No user was created by trying.
-    assert!(app.store().user_by_login("master.domain", "nobody").await.unwrap().is_none());
+    assert!(app
+        .store()
+        .user_by_login("master.domain", "nobody")
+        .await
+        .unwrap()
+        .is_none());
 
     // Fields the SDK sends and we do not know are ignored.
     let r = post(json!({"mode": 4, "username": "admin", "password": b64(ADMIN_PASSWORD), "deviceId": "x", "clientType": 30}))
@@ -136,12 +169,16 @@ async fn login_rejects_bad_input_and_answers_unknown_users_like_wrong_passwords(
 
     // A subscriber (accounting user) cannot log in, even with a password.
     add_user(&app, "sub", "subscriber", "pw").await;
-    let r = post(json!({"username": "sub", "password": b64("pw")})).await.unwrap();
+    let r = post(json!({"username": "sub", "password": b64("pw")}))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
 
-async fn the_eleventh_failed_login_in_a_minute_gets_429_but_other_addresses_do_not(backend: Backend) {
+async fn the_eleventh_failed_login_in_a_minute_gets_429_but_other_addresses_do_not(
+    backend: Backend,
+) {
     let app = spawn_app(backend).await;
     let from = |ip: &str| {
         reqwest::Client::builder()
@@ -152,20 +189,44 @@ async fn the_eleventh_failed_login_in_a_minute_gets_429_but_other_addresses_do_n
     let attacker = from("127.0.0.1");
     let body = json!({"username": "admin", "password": b64("wrong")});
     for i in 0..10 {
-        let r = attacker.post(app.url(&format!("{WS}/Login"))).json(&body).send().await.unwrap();
+        let r = attacker
+            .post(app.url(&format!("{WS}/Login")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {}", i + 1);
     }
-    let r = attacker.post(app.url(&format!("{WS}/Login"))).json(&body).send().await.unwrap();
+    let r = attacker
+        .post(app.url(&format!("{WS}/Login")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry));
     // Even the right password waits out the minute from that address.
     let good = json!({"username": "admin", "password": b64(ADMIN_PASSWORD)});
-    let r = attacker.post(app.url(&format!("{WS}/Login"))).json(&good).send().await.unwrap();
+    let r = attacker
+        .post(app.url(&format!("{WS}/Login")))
+        .json(&good)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     // Another address is not limited.
     let other = from("127.0.0.2");
-    let r = other.post(app.url(&format!("{WS}/Login"))).json(&good).send().await.unwrap();
+    let r = other
+        .post(app.url(&format!("{WS}/Login")))
+        .json(&good)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     app.stop().await;
 }
@@ -240,13 +301,28 @@ async fn session_xml_and_json_carry_the_same_data(backend: Backend) {
     for accept in [None, Some("*/*"), Some("application/xml")] {
         let r = get_sessions(&app, token, &uid, accept).await;
         assert_eq!(r.status(), StatusCode::OK);
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/xml"));
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/xml"));
     }
-    let xml_text = get_sessions(&app, token, &uid, Some("application/xml")).await.text().await.unwrap();
-    assert!(xml_text.contains("<Api_GetLoggedInSessionsResp>"), "{xml_text}");
+    let xml_text = get_sessions(&app, token, &uid, Some("application/xml"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        xml_text.contains("<Api_GetLoggedInSessionsResp>"),
+        "{xml_text}"
+    );
     let xml: XmlResp = quick_xml::de::from_str(&xml_text).unwrap();
     let json: Vec<JsonSession> = serde_json::from_value(
-        get_sessions(&app, token, &uid, Some("application/json")).await.json::<Value>().await.unwrap()["sessions"].clone(),
+        get_sessions(&app, token, &uid, Some("application/json"))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["sessions"]
+            .clone(),
     )
     .unwrap();
     assert_eq!(json.len(), 2);
@@ -290,7 +366,11 @@ async fn session_errors_have_their_status_and_the_requested_format(backend: Back
     let http = reqwest::Client::new();
 
     // No token: 401, XML by default, JSON when asked.
-    let r = http.get(app.url(&format!("{WS}/Session?userId=1"))).send().await.unwrap();
+    let r = http
+        .get(app.url(&format!("{WS}/Session?userId=1")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let body = r.text().await.unwrap();
     assert!(body.contains("<Error errorCode=\"401\""), "{body}");
@@ -320,13 +400,25 @@ async fn session_errors_have_their_status_and_the_requested_format(backend: Back
     assert!(r.text().await.unwrap().contains("<Error errorCode=\"400\""));
 
     // An operator reads its own sessions but not the admin's.
-    let r = get_sessions(&app, &op.token, &op.user_id.to_string(), Some("application/json")).await;
+    let r = get_sessions(
+        &app,
+        &op.token,
+        &op.user_id.to_string(),
+        Some("application/json"),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = get_sessions(&app, &op.token, &admin.user_id.to_string(), None).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.text().await.unwrap().contains("errorCode=\"403\""));
     // The admin reads the operator's.
-    let r = get_sessions(&app, &admin.token, &op.user_id.to_string(), Some("application/json")).await;
+    let r = get_sessions(
+        &app,
+        &admin.token,
+        &op.user_id.to_string(),
+        Some("application/json"),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::OK);
     // Authorization: Bearer works as well as Authtoken.
     let r = http
@@ -360,12 +452,22 @@ async fn a_logged_out_token_is_rejected_and_a_second_logout_is_401(backend: Back
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // The closed session is still listed (with its logout time) for another login.
     let again = login(&app, "admin", ADMIN_PASSWORD).await;
-    let v: Value = get_sessions(&app, &again.token, &again.user_id.to_string(), Some("application/json"))
-        .await
-        .json()
-        .await
+    let v: Value = get_sessions(
+        &app,
+        &again.token,
+        &again.user_id.to_string(),
+        Some("application/json"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let closed = v["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["sessionId"] == l.session_id.as_str())
         .unwrap();
-    let closed = v["sessions"].as_array().unwrap().iter().find(|s| s["sessionId"] == l.session_id.as_str()).unwrap();
     assert!(closed["logoutTime"].as_i64().unwrap() > 0);
     app.stop().await;
 }
@@ -412,7 +514,10 @@ async fn only_active_sessions_header_leaves_out_closed_ones(backend: Backend) {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(list(false).await, vec![closed.session_id.clone(), open.session_id.clone()]);
+    assert_eq!(
+        list(false).await,
+        vec![closed.session_id.clone(), open.session_id.clone()]
+    );
     assert_eq!(list(true).await, vec![open.session_id.clone()]);
     app.stop().await;
 }
@@ -438,7 +543,10 @@ async fn a_token_works_on_every_node_until_logout_on_any() {
     .await;
     let l = login(&a, "admin", ADMIN_PASSWORD).await;
     let uid = l.user_id.to_string();
-    assert_eq!(get_sessions(&b, &l.token, &uid, None).await.status(), StatusCode::OK);
+    assert_eq!(
+        get_sessions(&b, &l.token, &uid, None).await.status(),
+        StatusCode::OK
+    );
     let r = reqwest::Client::new()
         .post(a.url(&format!("{WS}/Logout")))
         .header("Authtoken", &l.token)
@@ -446,7 +554,10 @@ async fn a_token_works_on_every_node_until_logout_on_any() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(get_sessions(&b, &l.token, &uid, None).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get_sessions(&b, &l.token, &uid, None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     b.stop().await;
     a.stop().await;
 }

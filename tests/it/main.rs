@@ -5,6 +5,7 @@ pub mod harness;
 
 mod cli;
 mod console;
+mod cvpysdk;
 mod ingest;
 mod outage;
 mod radclient;
