@@ -74,10 +74,14 @@ pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
     };
     let Ok(parsed) = PasswordHash::new(hash) else {
         // A corrupt stored hash: still spend the time of a check.
-        let _ = PasswordHash::new(dummy).map(|d| Argon2::default().verify_password(password.as_bytes(), &d));
+        let _ = PasswordHash::new(dummy)
+            .map(|d| Argon2::default().verify_password(password.as_bytes(), &d));
         return false;
     };
-    Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && real
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+        && real
 }
 
 /// A new token and the hash that is stored for it.
@@ -102,7 +106,10 @@ pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
             return Some(v.to_owned());
         }
     }
-    let auth = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, rest) = auth.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -156,7 +163,10 @@ pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Principa
     let token = token_from_headers(headers).ok_or(AuthError::Missing)?;
     let hash = token_hash(&token);
     let now = chrono::Utc::now().timestamp();
-    let session = store.session_by_token(&hash, now).await?.ok_or(AuthError::Invalid)?;
+    let session = store
+        .session_by_token(&hash, now)
+        .await?
+        .ok_or(AuthError::Invalid)?;
     principal(session, hash).ok_or(AuthError::Invalid)
 }
 
@@ -193,7 +203,11 @@ impl LoginLimiter {
         prune(entry, now);
         if entry.len() >= LOGIN_FAILURES_ALLOWED {
             let oldest = *entry.front()?;
-            Some(LOGIN_WINDOW.saturating_sub(now.duration_since(oldest)).max(Duration::from_secs(1)))
+            Some(
+                LOGIN_WINDOW
+                    .saturating_sub(now.duration_since(oldest))
+                    .max(Duration::from_secs(1)),
+            )
         } else {
             None
         }
@@ -231,7 +245,10 @@ impl LoginLimiter {
 }
 
 fn prune(entry: &mut VecDeque<Instant>, now: Instant) {
-    while entry.front().is_some_and(|t| now.duration_since(*t) >= LOGIN_WINDOW) {
+    while entry
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= LOGIN_WINDOW)
+    {
         entry.pop_front();
     }
 }

@@ -58,6 +58,8 @@ pub enum Command {
     /// Manage RADIUS clients stored in the nas table.
     #[command(subcommand)]
     Nas(NasCommand),
+    /// Print the OpenAPI document of the REST APIs.
+    Openapi,
     /// Manage users (API logins and accounting user names).
     #[command(subcommand)]
     User(UserCommand),
@@ -102,7 +104,9 @@ impl PasswordArgs {
     fn read(&self) -> Result<Option<String>> {
         let pw = if self.password_stdin {
             let mut line = String::new();
-            std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("cannot read the password from stdin")?;
             Some(line.trim_end_matches(['\r', '\n']).to_owned())
         } else {
             self.password.clone()
@@ -171,6 +175,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .context("database_url: cannot apply migrations")?;
             println!("migrations applied ({})", store.backend());
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", crate::api::openapi::document());
             Ok(())
         }
         Command::CheckConfig => {
@@ -275,7 +283,11 @@ async fn user(store: &Store, domain: &str, cmd: UserCommand) -> Result<()> {
             .context("cannot hash the password")
     };
     match cmd {
-        UserCommand::Add { login, role, password } => {
+        UserCommand::Add {
+            login,
+            role,
+            password,
+        } => {
             if login.trim().is_empty() {
                 bail!("LOGIN: must not be empty");
             }
@@ -283,14 +295,19 @@ async fn user(store: &Store, domain: &str, cmd: UserCommand) -> Result<()> {
                 Some(pw) => Some(hash(pw).await?),
                 None => None,
             };
-            let user = store.user_create(domain, &login, &role, password_hash.as_deref()).await?;
+            let user = store
+                .user_create(domain, &login, &role, password_hash.as_deref())
+                .await?;
             println!("{} {}", user.id, user.uuid);
         }
         UserCommand::Passwd { login, password } => {
             let Some(pw) = password.read()? else {
                 bail!("give the new password with --password or --password-stdin");
             };
-            if !store.user_set_password(domain, &login, &hash(pw).await?).await? {
+            if !store
+                .user_set_password(domain, &login, &hash(pw).await?)
+                .await?
+            {
                 bail!("no user {login}");
             }
             println!("password of {login} changed");
@@ -306,7 +323,10 @@ async fn user(store: &Store, domain: &str, cmd: UserCommand) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&users)?);
             } else {
-                println!("{:>8}  {:<36}  {:<24} {:<16} {:<10} PASSWORD", "ID", "UUID", "LOGIN", "DOMAIN", "ROLE");
+                println!(
+                    "{:>8}  {:<36}  {:<24} {:<16} {:<10} PASSWORD",
+                    "ID", "UUID", "LOGIN", "DOMAIN", "ROLE"
+                );
                 for u in users {
                     println!(
                         "{:>8}  {:<36}  {:<24} {:<16} {:<10} {}",
@@ -315,7 +335,11 @@ async fn user(store: &Store, domain: &str, cmd: UserCommand) -> Result<()> {
                         u.login,
                         u.domain,
                         u.role,
-                        if u.password_hash.is_some() { "set" } else { "-" }
+                        if u.password_hash.is_some() {
+                            "set"
+                        } else {
+                            "-"
+                        }
                     );
                 }
             }

@@ -56,13 +56,25 @@ impl ConsoleError {
     /// A server fault: logged here, reported without detail.
     fn internal(error: impl std::fmt::Display, format: Format) -> Self {
         tracing::error!(%error, "console API request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error", format)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error",
+            format,
+        )
     }
 
     fn from_auth(e: AuthError, format: Format) -> Self {
         match e {
-            AuthError::Missing => Self::new(StatusCode::UNAUTHORIZED, "an Authtoken header is required", format),
-            AuthError::Invalid => Self::new(StatusCode::UNAUTHORIZED, "the token is invalid or has expired", format),
+            AuthError::Missing => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "an Authtoken header is required",
+                format,
+            ),
+            AuthError::Invalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "the token is invalid or has expired",
+                format,
+            ),
             AuthError::Store(e) => Self::internal(e, format),
         }
     }
@@ -77,7 +89,8 @@ struct XmlError<'a> {
     error_message: &'a str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 struct JsonError<'a> {
     #[serde(rename = "errorCode")]
     error_code: u16,
@@ -129,11 +142,14 @@ fn xml<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
+/// The probe SDKs send before Login; needs no token.
+#[utoipa::path(get, path = "/webconsole/api/", tag = "console",
+    responses((status = 200, description = "the web service answers")))]
 async fn probe() -> impl IntoResponse {
     Json(serde_json::json!({ "service": "radacctd", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginRequest {
     username: String,
     /// Base64 of the password.
@@ -143,7 +159,7 @@ struct LoginRequest {
     host: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct LoginResponse {
     token: String,
     #[serde(rename = "userName")]
@@ -156,6 +172,15 @@ struct LoginResponse {
     session_id: String,
 }
 
+/// Logs in: the password is base64-encoded; unknown JSON fields are ignored.
+#[utoipa::path(post, path = "/webconsole/api/Login", tag = "console",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "logged in", body = LoginResponse),
+        (status = 400, description = "not JSON, or the password is not base64", body = JsonError),
+        (status = 401, description = "unknown user or wrong password (the same answer)", body = JsonError),
+        (status = 429, description = "too many failed logins from this address; see Retry-After", body = JsonError),
+    ))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -197,12 +222,16 @@ async fn login(
         .as_ref()
         .and_then(|u| Role::parse(&u.role))
         .is_some_and(|r| r != Role::Subscriber);
-    let stored = user.as_ref().filter(|_| can_log_in).and_then(|u| u.password_hash.clone());
+    let stored = user
+        .as_ref()
+        .filter(|_| can_log_in)
+        .and_then(|u| u.password_hash.clone());
     // Argon2 is deliberately slow: keep it off the async workers. The check runs whether or not
     // the user exists, so both failures take the same time.
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, stored.as_deref()))
-        .await
-        .map_err(|e| ConsoleError::internal(e, format))?;
+    let ok =
+        tokio::task::spawn_blocking(move || auth::verify_password(&password, stored.as_deref()))
+            .await
+            .map_err(|e| ConsoleError::internal(e, format))?;
     let user = match (ok, user) {
         (true, Some(user)) => user,
         _ => {
@@ -248,9 +277,19 @@ async fn login(
 
 /// Ends the token's session. The body and its content type are ignored (SDKs send an empty
 /// `application/xml` body).
-async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ConsoleError> {
+#[utoipa::path(post, path = "/webconsole/api/Logout", tag = "console",
+    security(("Authtoken" = [])),
+    responses(
+        (status = 200, description = "the token's session is closed"),
+        (status = 401, description = "missing, closed or expired token", body = JsonError),
+    ))]
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ConsoleError> {
     let format = error_format(&headers);
-    let token = auth::token_from_headers(&headers).ok_or_else(|| ConsoleError::from_auth(AuthError::Missing, format))?;
+    let token = auth::token_from_headers(&headers)
+        .ok_or_else(|| ConsoleError::from_auth(AuthError::Missing, format))?;
     let ended = state
         .store
         .session_logout(&auth::token_hash(&token), chrono::Utc::now().timestamp())
@@ -259,15 +298,37 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     if !ended {
         return Err(ConsoleError::from_auth(AuthError::Invalid, format));
     }
-    Ok(Json(serde_json::json!({ "errorCode": 0, "errorMessage": "User logged out" })).into_response())
+    Ok(
+        Json(serde_json::json!({ "errorCode": 0, "errorMessage": "User logged out" }))
+            .into_response(),
+    )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SessionQuery {
+    /// `users.id` of the user whose console sessions to list.
+    #[param(value_type = i64)]
     #[serde(rename = "userId")]
     user_id: Option<String>,
 }
 
+/// A user's console sessions, open ones and those closed within `sessions.retention`. XML unless
+/// Accept asks for JSON; the header `ONLY-ACTIVE-SESSIONS: true` leaves out closed ones.
+#[utoipa::path(get, path = "/webconsole/api/Session", tag = "console",
+    params(SessionQuery),
+    security(("Authtoken" = [])),
+    responses(
+        (status = 200, description = "the sessions", content(
+            (JsonSessions = "application/json"),
+            (String = "application/xml", example = json!("<Api_GetLoggedInSessionsResp><sessions logoutTime=\"0\" loginTime=\"1453328412\" host=\"host002\" description=\"\" sessionId=\"...\" browserSessionId=\"3\" consoleType=\"19\"><user userName=\"jsmith\" userId=\"10\"/></sessions></Api_GetLoggedInSessionsResp>")),
+        )),
+        (status = 400, description = "missing, non-integer or out-of-range userId", body = JsonError),
+        (status = 401, description = "missing or invalid token", body = JsonError),
+        (status = 403, description = "another user's sessions without the permission \"Add, Delete and Modify a User\"", body = JsonError),
+        (status = 404, description = "unknown user", body = JsonError),
+        (status = 406, description = "Accept allows neither XML nor JSON", body = JsonError),
+    ))]
 async fn session(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -306,13 +367,20 @@ async fn session(
         .user_by_id(user_id)
         .await
         .map_err(|e| ConsoleError::internal(e, format))?
-        .ok_or_else(|| ConsoleError::new(StatusCode::NOT_FOUND, format!("no user with userId {user_id}"), format))?;
+        .ok_or_else(|| {
+            ConsoleError::new(
+                StatusCode::NOT_FOUND,
+                format!("no user with userId {user_id}"),
+                format,
+            )
+        })?;
     let only_active = headers
         .get("only-active-sessions")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let now = chrono::Utc::now().timestamp();
-    let retention = i64::try_from(state.config.sessions.retention.as_secs()).unwrap_or(i64::MAX / 2);
+    let retention =
+        i64::try_from(state.config.sessions.retention.as_secs()).unwrap_or(i64::MAX / 2);
     let rows = state
         .store
         .console_sessions(user.id, now, now.saturating_sub(retention), only_active)
@@ -331,7 +399,7 @@ async fn session(
 }
 
 /// One console session as the seed document describes it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SessionOut {
     logout_time: i64,
@@ -344,7 +412,7 @@ struct SessionOut {
     user: UserOut,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UserOut {
     user_name: String,
@@ -374,7 +442,7 @@ impl SessionOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct JsonSessions {
     sessions: Vec<SessionOut>,
 }
@@ -429,3 +497,8 @@ impl<'a> From<&'a SessionOut> for XmlSession<'a> {
         }
     }
 }
+
+/// This module's part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(probe, login, logout, session))]
+pub struct ConsoleApi;

@@ -3,6 +3,7 @@
 pub mod console;
 pub mod health;
 pub mod negotiate;
+pub mod openapi;
 
 use std::sync::Arc;
 

@@ -24,7 +24,11 @@ pub fn response_format(headers: &HeaderMap) -> Option<Format> {
             let mut pieces = part.split(';');
             let media = pieces.next()?.trim().to_ascii_lowercase();
             let q = pieces
-                .filter_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+                .filter_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.trim().parse::<f32>().ok())
+                })
                 .next()
                 .unwrap_or(1.0);
             (!media.is_empty()).then_some((media, q))
@@ -37,7 +41,9 @@ pub fn response_format(headers: &HeaderMap) -> Option<Format> {
         .filter(|(_, q)| *q > 0.0)
         .find_map(|(media, _)| match media.as_str() {
             "application/json" => Some(Format::Json),
-            "application/xml" | "text/xml" | "application/*" | "text/*" | "*/*" => Some(Format::Xml),
+            "application/xml" | "text/xml" | "application/*" | "text/*" | "*/*" => {
+                Some(Format::Xml)
+            }
             _ => None,
         })
 }
@@ -66,7 +72,10 @@ mod tests {
         assert_eq!(accept("*/*"), Some(Format::Xml));
         assert_eq!(accept("application/xml"), Some(Format::Xml));
         assert_eq!(accept("application/json"), Some(Format::Json));
-        assert_eq!(accept("application/xml;q=0.5, application/json"), Some(Format::Json));
+        assert_eq!(
+            accept("application/xml;q=0.5, application/json"),
+            Some(Format::Json)
+        );
         assert_eq!(accept("text/html"), None);
         assert_eq!(accept("application/json;q=0"), None);
     }

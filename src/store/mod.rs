@@ -176,7 +176,13 @@ impl Store {
 
     /// Creates a user, or gives a role and password to one first seen in accounting (which has
     /// no password). A user that already has a password is a [`StoreError::Conflict`].
-    pub async fn user_create(&self, domain: &str, login: &str, role: &str, hash: Option<&str>) -> Result<UserRow> {
+    pub async fn user_create(
+        &self,
+        domain: &str,
+        login: &str,
+        role: &str,
+        hash: Option<&str>,
+    ) -> Result<UserRow> {
         dispatch!(self, s => s.user_create(domain, login, role, hash).await)
     }
 
@@ -198,7 +204,11 @@ impl Store {
     }
 
     /// The open, unexpired session holding this token hash.
-    pub async fn session_by_token(&self, token_hash: &str, now: i64) -> Result<Option<WebSessionRow>> {
+    pub async fn session_by_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<WebSessionRow>> {
         dispatch!(self, s => s.session_by_token(token_hash, now).await)
     }
 
@@ -208,7 +218,13 @@ impl Store {
     }
 
     /// A user's console sessions: open ones, and (unless `only_open`) those closed since `since`.
-    pub async fn console_sessions(&self, user_id: i64, now: i64, since: i64, only_open: bool) -> Result<Vec<WebSessionRow>> {
+    pub async fn console_sessions(
+        &self,
+        user_id: i64,
+        now: i64,
+        since: i64,
+        only_open: bool,
+    ) -> Result<Vec<WebSessionRow>> {
         dispatch!(self, s => s.console_sessions(user_id, now, since, only_open).await)
     }
 

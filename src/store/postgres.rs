@@ -12,8 +12,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
-use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
 use super::users::{user_row, web_session_row, NewWebSession, UserRow, WebSessionRow};
+use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
 
 const POOL_SIZE: u32 = 8;
 /// Sessions closed per reaper statement.
@@ -349,7 +349,13 @@ impl PgStore {
         rows.iter().map(|r| Ok(user_row!(r))).collect()
     }
 
-    pub async fn user_create(&self, domain: &str, login: &str, role: &str, hash: Option<&str>) -> Result<UserRow> {
+    pub async fn user_create(
+        &self,
+        domain: &str,
+        login: &str,
+        role: &str,
+        hash: Option<&str>,
+    ) -> Result<UserRow> {
         let created: Option<i32> = sqlx::query_scalar(
             "INSERT INTO users (uuid, login, domain, role, password_hash) VALUES (gen_random_uuid(), $1, $2, $3, $4) \
              ON CONFLICT (domain, login) DO UPDATE SET role = EXCLUDED.role, password_hash = EXCLUDED.password_hash \
@@ -389,9 +395,11 @@ impl PgStore {
     }
 
     pub async fn admin_exists(&self) -> Result<bool> {
-        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn session_create(&self, s: &NewWebSession<'_>) -> Result<i64> {
@@ -414,7 +422,11 @@ impl PgStore {
         .await?)
     }
 
-    pub async fn session_by_token(&self, token_hash: &str, now: i64) -> Result<Option<WebSessionRow>> {
+    pub async fn session_by_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<WebSessionRow>> {
         let row = sqlx::query(&format!(
             "{SESSION_COLUMNS}WHERE s.token_hash = $1 AND s.logout_time IS NULL AND s.expires_at > to_timestamp($2)"
         ))
@@ -440,7 +452,13 @@ impl PgStore {
         Ok(r.rows_affected() > 0)
     }
 
-    pub async fn console_sessions(&self, user_id: i64, now: i64, since: i64, only_open: bool) -> Result<Vec<WebSessionRow>> {
+    pub async fn console_sessions(
+        &self,
+        user_id: i64,
+        now: i64,
+        since: i64,
+        only_open: bool,
+    ) -> Result<Vec<WebSessionRow>> {
         let rows = sqlx::query(&format!(
             "{SESSION_COLUMNS}WHERE s.user_id = $1 AND ((s.logout_time IS NULL AND s.expires_at > to_timestamp($2)) \
              OR (NOT $4 AND COALESCE(s.logout_time, s.expires_at) >= to_timestamp($3))) ORDER BY s.login_time, s.id"

@@ -11,8 +11,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
 use super::users::{user_row, web_session_row, NewWebSession, UserRow, WebSessionRow};
+use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
 
 /// Connections in the pool: one writer at a time plus readers (WAL lets them run together).
 const POOL_SIZE: u32 = 4;
@@ -315,7 +315,8 @@ async fn apply_stage(tx: &mut sqlx::SqliteConnection, stage: &Stage<'_>) -> Resu
 
 const USER_COLUMNS: &str = "SELECT id, uuid, login, domain, role, password_hash FROM users ";
 
-const SESSION_COLUMNS: &str = "SELECT s.id, s.session_id, s.user_id, u.uuid AS user_uuid, u.login, u.role, \
+const SESSION_COLUMNS: &str =
+    "SELECT s.id, s.session_id, s.user_id, u.uuid AS user_uuid, u.login, u.role, \
      s.domain, s.site, s.node, s.console_type, s.host, s.login_time, s.expires_at, s.logout_time \
      FROM web_sessions s JOIN users u ON u.id = s.user_id ";
 
@@ -350,7 +351,13 @@ impl SqliteStore {
         rows.iter().map(|r| Ok(user_row!(r))).collect()
     }
 
-    pub async fn user_create(&self, domain: &str, login: &str, role: &str, hash: Option<&str>) -> Result<UserRow> {
+    pub async fn user_create(
+        &self,
+        domain: &str,
+        login: &str,
+        role: &str,
+        hash: Option<&str>,
+    ) -> Result<UserRow> {
         let created = sqlx::query(
             "INSERT INTO users (uuid, login, domain, role, password_hash) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (domain, login) DO UPDATE SET role = excluded.role, password_hash = excluded.password_hash \
@@ -391,9 +398,11 @@ impl SqliteStore {
     }
 
     pub async fn admin_exists(&self) -> Result<bool> {
-        Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     pub async fn session_create(&self, s: &NewWebSession<'_>) -> Result<i64> {
@@ -415,7 +424,11 @@ impl SqliteStore {
         .await?)
     }
 
-    pub async fn session_by_token(&self, token_hash: &str, now: i64) -> Result<Option<WebSessionRow>> {
+    pub async fn session_by_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<WebSessionRow>> {
         let row = sqlx::query(&format!(
             "{SESSION_COLUMNS}WHERE s.token_hash = ?1 AND s.logout_time IS NULL AND s.expires_at > ?2"
         ))
@@ -440,7 +453,13 @@ impl SqliteStore {
         Ok(r.rows_affected() > 0)
     }
 
-    pub async fn console_sessions(&self, user_id: i64, now: i64, since: i64, only_open: bool) -> Result<Vec<WebSessionRow>> {
+    pub async fn console_sessions(
+        &self,
+        user_id: i64,
+        now: i64,
+        since: i64,
+        only_open: bool,
+    ) -> Result<Vec<WebSessionRow>> {
         let rows = sqlx::query(&format!(
             "{SESSION_COLUMNS}WHERE s.user_id = ?1 AND ((s.logout_time IS NULL AND s.expires_at > ?2) \
              OR (?4 = 0 AND COALESCE(s.logout_time, s.expires_at) >= ?3)) ORDER BY s.login_time, s.id"
