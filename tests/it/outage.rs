@@ -14,8 +14,14 @@ async fn a_locked_sqlite_database_delays_the_answer_until_the_commit() {
     let app = spawn_app(Backend::Sqlite).await;
     let nas = app.nas();
     let mut locker = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut locker).await.unwrap();
-    sqlx::query("UPDATE nas SET shortname = shortname").execute(&mut locker).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE nas SET shortname = shortname")
+        .execute(&mut locker)
+        .await
+        .unwrap();
 
     let packet = nas
         .session(status::START, "outage", "locked")
@@ -23,17 +29,26 @@ async fn a_locked_sqlite_database_delays_the_answer_until_the_commit() {
         .encode();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     assert!(
-        nas.send_on(&socket, &packet, Duration::from_millis(1500)).await.is_none(),
+        nas.send_on(&socket, &packet, Duration::from_millis(1500))
+            .await
+            .is_none(),
         "answered while the database was locked"
     );
     // A retransmit while the original is still waiting is not answered either.
-    assert!(nas.send_on(&socket, &packet, Duration::from_millis(300)).await.is_none());
+    assert!(nas
+        .send_on(&socket, &packet, Duration::from_millis(300))
+        .await
+        .is_none());
 
     sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
     // The NAS retransmits until it hears back; the answer comes once the event is committed.
     let mut answered = false;
     for _ in 0..20 {
-        if nas.send_on(&socket, &packet, Duration::from_secs(1)).await.is_some() {
+        if nas
+            .send_on(&socket, &packet, Duration::from_secs(1))
+            .await
+            .is_some()
+        {
             answered = true;
             break;
         }
@@ -53,10 +68,15 @@ async fn a_postgres_outage_gets_no_answers_then_recovers_by_itself() {
     let name = app.db.pg_name().unwrap().to_owned();
     let http = reqwest::Client::new();
     let health = |http: reqwest::Client, url: String| async move {
-        http.get(url).send().await.map(|r| r.status().as_u16()).unwrap_or(0)
+        http.get(url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
     };
     assert_eq!(health(http.clone(), app.url("/healthz")).await, 200);
-    nas.send(nas.session(status::START, "outage", "before")).await;
+    nas.send(nas.session(status::START, "outage", "before"))
+        .await;
 
     let admin = pg_admin().await;
     sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
@@ -72,12 +92,17 @@ async fn a_postgres_outage_gets_no_answers_then_recovers_by_itself() {
     let packet = nas.session(status::START, "outage", "during").encode();
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     assert!(
-        nas.send_on(&socket, &packet, Duration::from_secs(2)).await.is_none(),
+        nas.send_on(&socket, &packet, Duration::from_secs(2))
+            .await
+            .is_none(),
         "answered while the database was down"
     );
     assert!(
-        eventually(Duration::from_secs(10), || health(http.clone(), app.url("/healthz"))
-            .then_eq(503))
+        eventually(Duration::from_secs(10), || health(
+            http.clone(),
+            app.url("/healthz")
+        )
+        .then_eq(503))
         .await,
         "/healthz did not report the outage"
     );
@@ -89,15 +114,25 @@ async fn a_postgres_outage_gets_no_answers_then_recovers_by_itself() {
     admin.close().await;
     let mut answered = false;
     for _ in 0..30 {
-        if nas.send_on(&socket, &packet, Duration::from_secs(1)).await.is_some() {
+        if nas
+            .send_on(&socket, &packet, Duration::from_secs(1))
+            .await
+            .is_some()
+        {
             answered = true;
             break;
         }
     }
-    assert!(answered, "ingest did not resume after the database came back");
     assert!(
-        eventually(Duration::from_secs(10), || health(http.clone(), app.url("/healthz"))
-            .then_eq(200))
+        answered,
+        "ingest did not resume after the database came back"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || health(
+            http.clone(),
+            app.url("/healthz")
+        )
+        .then_eq(200))
         .await
     );
     let rows = app.sessions().await;
