@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::auth::{self, LoginLimiter, Role};
 use crate::config::{parse_net, Config};
+use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::radius::clients::{Client, ClientSet, Clients};
 use crate::radius::dedup::DedupCache;
@@ -132,12 +133,14 @@ impl App {
             shutdown,
         } = self;
 
+        let events = EventBus::new();
         let (jobs, queue) = writer::queue();
         let writer = tokio::spawn(writer::run(
             store.clone(),
             config.domain.clone(),
             queue,
             metrics.clone(),
+            events.clone(),
             shutdown.clone(),
         ));
 
@@ -165,6 +168,9 @@ impl App {
             metrics.clone(),
             shutdown.clone(),
         ));
+        if let Store::Postgres(pg) = &store {
+            background.spawn(pg.clone().relay_events(events.clone(), shutdown.clone()));
+        }
         background.spawn(refresh_clients(
             config.clone(),
             store.clone(),
@@ -178,6 +184,8 @@ impl App {
             metrics: metrics.clone(),
             config: config.clone(),
             login_limiter: Arc::new(LoginLimiter::new()),
+            clients: clients.clone(),
+            events: events.clone(),
         };
         let http_shutdown = shutdown.clone();
         let http_server = tokio::spawn(async move {

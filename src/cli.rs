@@ -60,6 +60,8 @@ pub enum Command {
     Nas(NasCommand),
     /// Print the OpenAPI document of the REST APIs.
     Openapi,
+    /// Print the GraphQL schema (SDL).
+    Schema,
     /// Manage users (API logins and accounting user names).
     #[command(subcommand)]
     User(UserCommand),
@@ -175,6 +177,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .context("database_url: cannot apply migrations")?;
             println!("migrations applied ({})", store.backend());
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", crate::api::graphql::sdl());
             Ok(())
         }
         Command::Openapi => {

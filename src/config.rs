@@ -262,18 +262,18 @@ impl Layer {
             .map_err(|e| ConfigError::new(e.key, format!("{} (in {})", e.problem, path.display())))
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text. Errors name the dotted key they are about.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| {
             let message = e.message().replace('\n', " ");
-            let position = e
-                .span()
-                .map(|span| {
+            match e.span() {
+                Some(span) => {
                     let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    format!(" at line {line}")
-                })
-                .unwrap_or_default();
-            ConfigError::new("config file", format!("{message}{position}"))
+                    let key = key_at(text, span.start).unwrap_or_else(|| "config file".to_owned());
+                    ConfigError::new(key, format!("{message} at line {line}"))
+                }
+                None => ConfigError::new("config file", message),
+            }
         })
     }
 
@@ -501,6 +501,29 @@ impl Layer {
             },
         })
     }
+}
+
+/// The dotted key (`http.listen`) of the `key = value` line holding byte `offset`, from the
+/// table header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or_default();
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| h.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    })
 }
 
 fn resolve_client(index: usize, c: ClientLayer) -> Result<ClientConfig, ConfigError> {
@@ -765,6 +788,10 @@ mod tests {
         assert_eq!(err.key, "accounting.stale_after");
         let err = Layer::from_toml("bogus = 1").unwrap_err();
         assert!(err.problem.contains("bogus"), "{err}");
+        let err = Layer::from_toml("site = \"x\"\n[http]\nlisten = 8080\n").unwrap_err();
+        assert_eq!(err.key, "http.listen", "{err}");
+        let err = Layer::from_toml("[radius]\nlisten_on = [\"x\"]\n").unwrap_err();
+        assert_eq!(err.key, "radius.listen_on", "{err}");
     }
 
     #[test]

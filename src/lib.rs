@@ -19,6 +19,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod metrics;
 pub mod radius;
 pub mod store;

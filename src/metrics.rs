@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Why a datagram got no answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// The source address is no configured client and no `nas` row.
     UnknownClient,
@@ -68,6 +68,16 @@ impl DropReason {
             DropReason::StoreRejected => "store_rejected",
             DropReason::ShuttingDown => "shutting_down",
         }
+    }
+}
+
+/// Labels read as the logs write them (`bad_authenticator`).
+impl EncodeLabelValue for DropReason {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, self.as_str())
     }
 }
 

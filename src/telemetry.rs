@@ -17,10 +17,19 @@ pub fn init() {
     };
 }
 
-/// An error and its causes on one line: `outer: inner: root`.
+/// An error and its causes on one line: `outer: inner: root`. A cause whose text the line
+/// already holds (many errors print their source in their own message) is not repeated.
 pub fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string().replace('\n', " "))
-        .collect::<Vec<_>>()
-        .join(": ")
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

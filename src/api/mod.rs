@@ -1,6 +1,7 @@
 //! The HTTP side: one router per module, merged here.
 
 pub mod console;
+pub mod graphql;
 pub mod health;
 pub mod negotiate;
 pub mod openapi;
@@ -11,7 +12,9 @@ use axum::Router;
 
 use crate::auth::LoginLimiter;
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::radius::clients::Clients;
 use crate::store::Store;
 
 /// What every handler may reach.
@@ -22,6 +25,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Failed logins per source address (per node: a brute force is slowed where it lands).
     pub login_limiter: Arc<LoginLimiter>,
+    /// RADIUS clients (for Disconnect-Requests).
+    pub clients: Clients,
+    /// Committed session changes (GraphQL subscriptions).
+    pub events: EventBus,
 }
 
 /// Request bodies larger than this are refused with 413.
@@ -31,6 +38,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(console::router(&state.config.http.webservice_path))
+        .merge(graphql::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -4,6 +4,7 @@
 pub mod accounting;
 pub mod builder;
 pub mod clients;
+pub mod coa;
 pub mod dedup;
 pub mod dict;
 pub mod listener;

@@ -9,6 +9,7 @@
 
 pub mod postgres;
 pub mod reaper;
+pub mod sessions;
 pub mod sqlite;
 pub mod users;
 pub mod writer;
@@ -18,14 +19,15 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::radius::accounting::{Event, NasReboot, SessionEvent, SessionKind};
+use sessions::{After, OnlineFilter, SessionRow};
 use users::{NewWebSession, UserRow, WebSessionRow};
 
 /// A storage failure, classified for the writer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("database migration failed: {0}")]
+    #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Conflict(String),
@@ -123,12 +125,25 @@ impl Store {
         }
     }
 
+    /// Whether committed changes are published by the writer (SQLite, one node) rather than by
+    /// the database to every node (PostgreSQL NOTIFY).
+    pub fn publishes_locally(&self) -> bool {
+        matches!(self, Store::Sqlite(_))
+    }
+
     /// Applies a batch of events in one transaction, in order, and commits it.
     pub async fn apply(&self, events: &[&Event], domain: &str) -> Result<()> {
         let plan = plan(events);
         match self {
             Store::Sqlite(s) => s.apply(&plan, domain).await,
-            Store::Postgres(s) => s.apply(&plan, domain).await,
+            Store::Postgres(s) => {
+                s.apply(
+                    &plan,
+                    &crate::events::changes(events.iter().copied()),
+                    domain,
+                )
+                .await
+            }
         }
     }
 
@@ -226,6 +241,44 @@ impl Store {
         only_open: bool,
     ) -> Result<Vec<WebSessionRow>> {
         dispatch!(self, s => s.console_sessions(user_id, now, since, only_open).await)
+    }
+
+    /// A user's open sessions, oldest first (the partial index on open sessions).
+    pub async fn online_sessions_of(&self, username: &str) -> Result<Vec<SessionRow>> {
+        dispatch!(self, s => s.online_sessions_of(username).await)
+    }
+
+    /// Open sessions matching `filter`, in (start time, radacctid) order, after the cursor.
+    pub async fn online_sessions(
+        &self,
+        filter: &OnlineFilter,
+        after: Option<After>,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>> {
+        dispatch!(self, s => s.online_sessions(filter, after, limit).await)
+    }
+
+    /// A user's sessions (live and archived) that overlap [from, to).
+    pub async fn session_history(
+        &self,
+        username: &str,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>> {
+        dispatch!(self, s => s.session_history(username, from, to, limit).await)
+    }
+
+    pub async fn online_counts_by_nas(&self) -> Result<Vec<(String, i64)>> {
+        dispatch!(self, s => s.online_counts_by_nas().await)
+    }
+
+    pub async fn session_by_id(&self, radacctid: i64) -> Result<Option<SessionRow>> {
+        dispatch!(self, s => s.session_by_id(radacctid).await)
+    }
+
+    pub async fn session_by_uid(&self, acctuniqueid: &str) -> Result<Option<SessionRow>> {
+        dispatch!(self, s => s.session_by_uid(acctuniqueid).await)
     }
 
     pub async fn close(&self) {

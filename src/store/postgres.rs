@@ -9,9 +9,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{EventBus, SessionChange, PG_CHANNEL};
 use sqlx::{PgPool, Row};
 
+use super::sessions::{like_prefix, session_row, After, OnlineFilter, SessionRow};
 use super::users::{user_row, web_session_row, NewWebSession, UserRow, WebSessionRow};
 use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
 
@@ -144,6 +148,13 @@ const CLOSE_STALE: &str = "UPDATE radacct SET \
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)?.application_name("radacctd");
+        // One direct connection first, so a refused connection, a bad password or a missing
+        // database is reported as such rather than as a pool timeout.
+        use sqlx::Connection;
+        sqlx::PgConnection::connect_with(&options)
+            .await?
+            .close()
+            .await?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(5))
@@ -164,7 +175,12 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn apply(&self, plan: &Plan<'_>, domain: &str) -> Result<()> {
+    pub async fn apply(
+        &self,
+        plan: &Plan<'_>,
+        changes: &[SessionChange],
+        domain: &str,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         if !plan.usernames.is_empty() {
             sqlx::query(NEW_USERS)
@@ -186,8 +202,53 @@ impl PgStore {
                 }
             }
         }
+        // Delivered to every listening node when (and only if) the transaction commits.
+        for payload in notify_payloads(changes) {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(PG_CHANNEL)
+                .bind(payload)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Feeds this node's event bus from every node's NOTIFYs until shutdown. The listener
+    /// reconnects by itself when the connection drops.
+    pub async fn relay_events(self, bus: EventBus, shutdown: CancellationToken) {
+        let mut listener = loop {
+            match PgListener::connect_with(&self.pool).await {
+                Ok(mut l) => match l.listen(PG_CHANNEL).await {
+                    Ok(()) => break l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot LISTEN for session events; retrying")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot connect to LISTEN for session events; retrying")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = listener.recv() => match n {
+                    Ok(n) => match serde_json::from_str::<Vec<SessionChange>>(n.payload()) {
+                        Ok(changes) => bus.publish(changes),
+                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed session-event notification"),
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session-event listener failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }
     }
 
     pub async fn close_stale(&self, now: i64, stale_after: Option<i64>) -> Result<u64> {
@@ -261,6 +322,34 @@ impl PgStore {
             .await?;
         Ok(result.rows_affected() > 0)
     }
+}
+
+/// NOTIFY payloads stay under PostgreSQL's 8000-byte limit.
+const NOTIFY_MAX: usize = 7000;
+
+/// The changes as JSON arrays of at most [`NOTIFY_MAX`] bytes each.
+fn notify_payloads(changes: &[SessionChange]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut current = String::from("[");
+    for change in changes {
+        let item = serde_json::to_string(change).expect("a session change serialises");
+        if item.len() + 2 > NOTIFY_MAX {
+            continue; // absurdly long user name or id: not worth an event
+        }
+        if current.len() + item.len() + 2 > NOTIFY_MAX {
+            current.push(']');
+            payloads.push(std::mem::replace(&mut current, String::from("[")));
+        }
+        if current.len() > 1 {
+            current.push(',');
+        }
+        current.push_str(&item);
+    }
+    if current.len() > 1 {
+        current.push(']');
+        payloads.push(current);
+    }
+    payloads
 }
 
 async fn apply_stage(tx: &mut sqlx::PgConnection, stage: &Stage<'_>) -> Result<()> {
@@ -470,5 +559,115 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(web_session_row!(r))).collect()
+    }
+}
+
+// ---- reading sessions ---------------------------------------------------------------------
+
+const SESSION_ROW: &str =
+    "SELECT radacctid, acctsessionid, acctuniqueid, username, host(nasipaddress) AS nasipaddress, \
+     nasportid, nasporttype, EXTRACT(EPOCH FROM acctstarttime)::bigint AS acctstarttime, \
+     EXTRACT(EPOCH FROM acctupdatetime)::bigint AS acctupdatetime, \
+     EXTRACT(EPOCH FROM acctstoptime)::bigint AS acctstoptime, acctsessiontime, acctinputoctets, \
+     acctoutputoctets, connectinfo_start, connectinfo_stop, calledstationid, callingstationid, \
+     acctterminatecause, host(framedipaddress) AS framedipaddress, \
+     host(framedipv6address) AS framedipv6address, framedipv6prefix::text AS framedipv6prefix, \
+     delegatedipv6prefix::text AS delegatedipv6prefix ";
+
+impl PgStore {
+    pub async fn online_sessions_of(&self, username: &str) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(&format!(
+            "{SESSION_ROW}FROM radacct WHERE username = $1 AND acctstoptime IS NULL \
+             ORDER BY acctstarttime, radacctid"
+        ))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(session_row!(r))).collect()
+    }
+
+    pub async fn online_sessions(
+        &self,
+        f: &OnlineFilter,
+        after: Option<After>,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(&format!(
+            "{SESSION_ROW}FROM radacct WHERE acctstoptime IS NULL \
+             AND ($1::inet IS NULL OR nasipaddress = $1::inet) \
+             AND ($2::text IS NULL OR username LIKE $2 ESCAPE '\\') \
+             AND ($3::inet IS NULL OR framedipaddress = $3::inet) \
+             AND ($4::bigint IS NULL OR (acctstarttime, radacctid) > (to_timestamp($4), $5)) \
+             ORDER BY acctstarttime, radacctid LIMIT $6"
+        ))
+        .bind(&f.nas)
+        .bind(f.username_prefix.as_deref().map(like_prefix))
+        .bind(&f.framed_ip)
+        .bind(after.map(|a| a.start))
+        .bind(after.map(|a| a.id))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(session_row!(r))).collect()
+    }
+
+    pub async fn session_history(
+        &self,
+        username: &str,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM ({SESSION_ROW}FROM radacct WHERE username = $1 AND acctstarttime < to_timestamp($3) \
+               AND (acctstoptime IS NULL OR acctstoptime >= to_timestamp($2)) \
+             UNION ALL {SESSION_ROW}FROM radacct_history WHERE username = $1 \
+               AND acctstarttime < to_timestamp($3) AND acctstoptime >= to_timestamp($2)) s \
+             ORDER BY acctstarttime, radacctid LIMIT $4"
+        ))
+        .bind(username)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(session_row!(r))).collect()
+    }
+
+    pub async fn online_counts_by_nas(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT host(nasipaddress) AS nasipaddress, COUNT(*) AS n FROM radacct WHERE acctstoptime IS NULL \
+             GROUP BY nasipaddress ORDER BY nasipaddress",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("nasipaddress")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    pub async fn session_by_id(&self, radacctid: i64) -> Result<Option<SessionRow>> {
+        let row = sqlx::query(&format!("{SESSION_ROW}FROM radacct WHERE radacctid = $1"))
+            .bind(radacctid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(session_row!(r)),
+            None => None,
+        })
+    }
+
+    pub async fn session_by_uid(&self, acctuniqueid: &str) -> Result<Option<SessionRow>> {
+        let row = sqlx::query(&format!(
+            "{SESSION_ROW}FROM radacct WHERE acctuniqueid = $1 \
+             UNION ALL {SESSION_ROW}FROM radacct_history WHERE acctuniqueid = $1 LIMIT 1"
+        ))
+        .bind(acctuniqueid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(session_row!(r)),
+            None => None,
+        })
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use super::sessions::{like_prefix, session_row, After, OnlineFilter, SessionRow};
 use super::users::{user_row, web_session_row, NewWebSession, UserRow, WebSessionRow};
 use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
 
@@ -471,5 +472,109 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| Ok(web_session_row!(r))).collect()
+    }
+}
+
+// ---- reading sessions ---------------------------------------------------------------------
+
+const SESSION_ROW: &str = "SELECT radacctid, acctsessionid, acctuniqueid, username, nasipaddress, nasportid, \
+     nasporttype, acctstarttime, acctupdatetime, acctstoptime, acctsessiontime, acctinputoctets, \
+     acctoutputoctets, connectinfo_start, connectinfo_stop, calledstationid, callingstationid, \
+     acctterminatecause, framedipaddress, framedipv6address, framedipv6prefix, delegatedipv6prefix ";
+
+impl SqliteStore {
+    pub async fn online_sessions_of(&self, username: &str) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(&format!(
+            "{SESSION_ROW}FROM radacct WHERE username = ?1 AND acctstoptime IS NULL \
+             ORDER BY acctstarttime, radacctid"
+        ))
+        .bind(username)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(session_row!(r))).collect()
+    }
+
+    pub async fn online_sessions(
+        &self,
+        f: &OnlineFilter,
+        after: Option<After>,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(&format!(
+            "{SESSION_ROW}FROM radacct WHERE acctstoptime IS NULL \
+             AND (?1 IS NULL OR nasipaddress = ?1) \
+             AND (?2 IS NULL OR username LIKE ?2 ESCAPE '\\') \
+             AND (?3 IS NULL OR framedipaddress = ?3) \
+             AND (?4 IS NULL OR (acctstarttime, radacctid) > (?4, ?5)) \
+             ORDER BY acctstarttime, radacctid LIMIT ?6"
+        ))
+        .bind(&f.nas)
+        .bind(f.username_prefix.as_deref().map(like_prefix))
+        .bind(&f.framed_ip)
+        .bind(after.map(|a| a.start))
+        .bind(after.map(|a| a.id))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(session_row!(r))).collect()
+    }
+
+    pub async fn session_history(
+        &self,
+        username: &str,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<SessionRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM ({SESSION_ROW}FROM radacct WHERE username = ?1 AND acctstarttime < ?3 \
+               AND (acctstoptime IS NULL OR acctstoptime >= ?2) \
+             UNION ALL {SESSION_ROW}FROM radacct_history WHERE username = ?1 AND acctstarttime < ?3 \
+               AND acctstoptime >= ?2) ORDER BY acctstarttime, radacctid LIMIT ?4"
+        ))
+        .bind(username)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(session_row!(r))).collect()
+    }
+
+    pub async fn online_counts_by_nas(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT nasipaddress, COUNT(*) AS n FROM radacct WHERE acctstoptime IS NULL \
+             GROUP BY nasipaddress ORDER BY nasipaddress",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("nasipaddress")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    pub async fn session_by_id(&self, radacctid: i64) -> Result<Option<SessionRow>> {
+        let row = sqlx::query(&format!("{SESSION_ROW}FROM radacct WHERE radacctid = ?1"))
+            .bind(radacctid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(session_row!(r)),
+            None => None,
+        })
+    }
+
+    pub async fn session_by_uid(&self, acctuniqueid: &str) -> Result<Option<SessionRow>> {
+        let row = sqlx::query(&format!(
+            "{SESSION_ROW}FROM radacct WHERE acctuniqueid = ?1 \
+             UNION ALL {SESSION_ROW}FROM radacct_history WHERE acctuniqueid = ?1 LIMIT 1"
+        ))
+        .bind(acctuniqueid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(session_row!(r)),
+            None => None,
+        })
     }
 }

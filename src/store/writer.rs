@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Store;
+use crate::events::{changes, EventBus};
 use crate::metrics::{DropReason, Metrics};
 use crate::radius::accounting::Event;
 use crate::radius::listener::Reply;
@@ -51,6 +52,7 @@ pub async fn run(
     domain: String,
     mut rx: mpsc::Receiver<Job>,
     metrics: Arc<Metrics>,
+    events: EventBus,
     shutdown: CancellationToken,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(MAX_BATCH);
@@ -60,11 +62,14 @@ pub async fn run(
             break;
         }
         metrics.set_queue_depth(rx.len());
-        let events: Vec<&Event> = jobs.iter().map(|j| &j.event).collect();
-        let outcome = commit_with_retry(&store, &domain, &events, &metrics, &shutdown).await;
-        drop(events);
+        let batch: Vec<&Event> = jobs.iter().map(|j| &j.event).collect();
+        let outcome = commit_with_retry(&store, &domain, &batch, &metrics, &shutdown).await;
+        drop(batch);
         match outcome {
             Outcome::Committed => {
+                if store.publishes_locally() {
+                    events.publish(changes(jobs.iter().map(|j| &j.event)));
+                }
                 for job in jobs.drain(..) {
                     job.reply.send(&metrics, &job.event);
                 }
@@ -75,7 +80,12 @@ pub async fn run(
                     match commit_with_retry(&store, &domain, &[&job.event], &metrics, &shutdown)
                         .await
                     {
-                        Outcome::Committed => job.reply.send(&metrics, &job.event),
+                        Outcome::Committed => {
+                            if store.publishes_locally() {
+                                events.publish(changes([&job.event]));
+                            }
+                            job.reply.send(&metrics, &job.event)
+                        }
                         Outcome::Rejected => {
                             tracing::error!(event = ?job.event, "database refused an accounting event; not answered");
                             job.reply

@@ -344,9 +344,9 @@ impl TestApp {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
-    /// Logins of `users`, sorted.
+    /// Logins of the accounting users (role subscriber; the bootstrap admin is left out), sorted.
     pub async fn user_logins(&self) -> Vec<String> {
-        let sql = "SELECT login FROM users ORDER BY login";
+        let sql = "SELECT login FROM users WHERE role = 'subscriber' ORDER BY login";
         match &self.pool {
             Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
             Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,

@@ -488,7 +488,7 @@ async fn bad_packets_are_dropped_counted_and_change_nothing(backend: Backend) {
         .await
         .unwrap();
     assert!(
-        text.contains("radacctd_dropped_packets_total{reason=\"Malformed\"} 3"),
+        text.contains("radacctd_dropped_packets_total{reason=\"malformed\"} 3"),
         "{text}"
     );
     app.stop().await;

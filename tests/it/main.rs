@@ -6,6 +6,7 @@ pub mod harness;
 mod cli;
 mod console;
 mod cvpysdk;
+mod graphql;
 mod ingest;
 mod outage;
 mod radclient;

@@ -1,0 +1,256 @@
+//! GraphQL over HTTP: `POST /graphql` and `POST /getOnlineSessions` (JSON), the GraphiQL page at
+//! `GET /graphql`, subscriptions over WebSocket at `/graphql/ws` (graphql-transport-ws, token in
+//! the `connection_init` payload). async-graphql answers 200 for everything; here every error
+//! class gets its HTTP status (SPEC §4) and the body is always a GraphQL response object.
+
+pub mod schema;
+
+use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{Data, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+
+use super::AppState;
+use crate::auth::{self, AuthError, Principal};
+use schema::{Code, Mutation, Query, RadacctSchema, SubscriptionRoot};
+
+/// Query depth and complexity limits (SPEC §4).
+pub const MAX_DEPTH: usize = 15;
+pub const MAX_COMPLEXITY: usize = 1000;
+
+pub fn build_schema() -> RadacctSchema {
+    async_graphql::Schema::build(Query, Mutation, SubscriptionRoot)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// The SDL (`radacctd schema`).
+pub fn sdl() -> String {
+    let mut s = build_schema().sdl();
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/graphql", post(graphql).get(graphiql))
+        .route("/getOnlineSessions", post(graphql))
+        .route("/graphql/ws", get(websocket))
+        .layer(Extension(build_schema()))
+}
+
+/// A GraphQL response carrying one error, with its HTTP status.
+fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": message, "extensions": { "code": code.as_str() } }],
+    });
+    (status, Json(body)).into_response()
+}
+
+fn status_of(code: &str) -> StatusCode {
+    match code {
+        "UNAUTHENTICATED" => StatusCode::UNAUTHORIZED,
+        "FORBIDDEN" => StatusCode::FORBIDDEN,
+        "NOT_FOUND" => StatusCode::NOT_FOUND,
+        "INTERNAL_SERVER_ERROR" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn code_of(e: &ServerError) -> Option<String> {
+    e.extensions
+        .as_ref()
+        .and_then(|x| x.get("code"))
+        .and_then(|v| match v {
+            async_graphql::Value::String(s) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+async fn graphql(
+    State(state): State<AppState>,
+    Extension(schema): Extension<RadacctSchema>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Code::BadRequest,
+                "the request body is larger than 1 MiB",
+            )
+        }
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                Code::BadRequest,
+                "the request body cannot be read",
+            )
+        }
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) => return error_response(
+            StatusCode::BAD_REQUEST,
+            Code::BadRequest,
+            "the body must be JSON: {\"query\": ..., \"variables\": ..., \"operationName\": ...}",
+        ),
+    };
+    // Parse first: a parse error is 400 whoever asks, and anonymous access needs the operation.
+    let document = match async_graphql::parser::parse_query(&request.query) {
+        Ok(d) => d,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                Code::BadRequest,
+                &format!("parse error: {e}"),
+            )
+        }
+    };
+    let principal = match auth::authenticate(&state.store, &headers).await {
+        Ok(p) => Some(p),
+        Err(AuthError::Missing) => None,
+        Err(AuthError::Invalid) => {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                Code::Unauthenticated,
+                "the token is invalid or has expired",
+            )
+        }
+        Err(AuthError::Store(e)) => {
+            tracing::error!(error = %e, "cannot check a token");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+                "internal server error",
+            );
+        }
+    };
+    if principal.is_none() {
+        let read_only = document
+            .operations
+            .iter()
+            .all(|(_, op)| op.node.ty == OperationType::Query);
+        if !(state.config.auth.anonymous_graphql && read_only) {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                Code::Unauthenticated,
+                "a token is required (Authtoken or Authorization: Bearer)",
+            );
+        }
+    }
+
+    let response = schema
+        .execute(request.data(state).data::<Option<Principal>>(principal))
+        .await;
+    let mut status = StatusCode::OK;
+    let mut json = serde_json::to_value(&response).unwrap_or_default();
+    if let Some(first) = response.errors.first() {
+        let code = code_of(first).unwrap_or_else(|| Code::BadRequest.as_str().to_owned());
+        status = status_of(&code);
+        // Parse, validation and variable errors carry no code: they are the client's (400).
+        if let Some(errors) = json.get_mut("errors").and_then(|e| e.as_array_mut()) {
+            for e in errors {
+                let ext = e.as_object_mut().map(|o| {
+                    o.entry("extensions")
+                        .or_insert_with(|| serde_json::json!({}))
+                });
+                if let Some(serde_json::Value::Object(ext)) = ext {
+                    ext.entry("code")
+                        .or_insert_with(|| Code::BadRequest.as_str().into());
+                }
+            }
+        }
+    }
+    (status, Json(json)).into_response()
+}
+
+/// The GraphiQL page (static; its queries need a token, which the page's header editor sends).
+async fn graphiql() -> impl IntoResponse {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("radacctd GraphiQL")
+            .finish(),
+    )
+}
+
+/// graphql-transport-ws (and the older graphql-ws): the token comes in `connection_init`'s
+/// payload as `{"Authtoken": "..."}`.
+async fn websocket(
+    State(state): State<AppState>,
+    Extension(schema): Extension<RadacctSchema>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| {
+            let init_state = state.clone();
+            GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = payload
+                        .get("Authtoken")
+                        .or_else(|| payload.get("authtoken"))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned);
+                    let principal = match token {
+                        Some(token) => {
+                            let mut headers = HeaderMap::new();
+                            if let Ok(v) = token.parse() {
+                                headers.insert("authtoken", v);
+                            }
+                            Some(
+                                auth::authenticate(&init_state.store, &headers)
+                                    .await
+                                    .map_err(|e| {
+                                        async_graphql::Error::new(match e {
+                                            AuthError::Store(_) => {
+                                                "internal server error".to_owned()
+                                            }
+                                            other => other.to_string(),
+                                        })
+                                    })?,
+                            )
+                        }
+                        None if init_state.config.auth.anonymous_graphql => None,
+                        None => {
+                            return Err(async_graphql::Error::new(
+                                "connection_init needs {\"Authtoken\": ...}",
+                            ))
+                        }
+                    };
+                    let mut data = Data::default();
+                    data.insert(init_state.clone());
+                    data.insert::<Option<Principal>>(principal);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_committed_schema_matches_the_code() {
+        let committed = include_str!("../../../fixtures/schema.graphql");
+        assert!(
+            committed == super::sdl(),
+            "fixtures/schema.graphql is out of date: run `cargo run -- schema > fixtures/schema.graphql`"
+        );
+    }
+}

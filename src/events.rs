@@ -1,0 +1,88 @@
+//! Committed session changes, for `sessionEvents` subscribers. On SQLite the writer publishes
+//! after each commit; on PostgreSQL each batch sends `NOTIFY radacctd_events` inside its
+//! transaction (delivered only on commit) and every node listens, so subscribers see changes
+//! ingested by any node.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::radius::accounting::{Event, SessionKind};
+
+/// Changes a slow subscriber may fall behind before it misses some (it is told).
+pub const EVENT_BUFFER: usize = 4096;
+/// The PostgreSQL channel.
+pub const PG_CHANNEL: &str = "radacctd_events";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeKind {
+    #[serde(rename = "s")]
+    Start,
+    #[serde(rename = "u")]
+    Update,
+    #[serde(rename = "p")]
+    Stop,
+}
+
+/// One committed change: which session, whose, and what happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionChange {
+    #[serde(rename = "k")]
+    pub kind: ChangeKind,
+    #[serde(rename = "u")]
+    pub username: String,
+    #[serde(rename = "i")]
+    pub uid: String,
+}
+
+/// The changes of a batch of events (Accounting-On/Off closes are not itemised).
+pub fn changes<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<SessionChange> {
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Session(s) => Some(SessionChange {
+                kind: match s.kind {
+                    SessionKind::Start => ChangeKind::Start,
+                    SessionKind::Interim => ChangeKind::Update,
+                    SessionKind::Stop => ChangeKind::Stop,
+                },
+                username: s.username.clone(),
+                uid: s.uid.clone(),
+            }),
+            Event::NasReboot(_) => None,
+        })
+        .collect()
+}
+
+/// The node-local fan-out to subscribers.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<SessionChange>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        Self {
+            tx: broadcast::channel(EVENT_BUFFER).0,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionChange> {
+        self.tx.subscribe()
+    }
+
+    /// Hands changes to the current subscribers (none is fine).
+    pub fn publish(&self, changes: impl IntoIterator<Item = SessionChange>) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        for change in changes {
+            let _ = self.tx.send(change);
+        }
+    }
+}
