@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::auth::{self, LoginLimiter, Role};
 use crate::config::{parse_net, Config};
-use crate::events::EventBus;
+use crate::events::{EventBus, LiveConnections};
 use crate::metrics::Metrics;
 use crate::radius::clients::{Client, ClientSet, Clients};
 use crate::radius::dedup::DedupCache;
@@ -61,6 +61,11 @@ impl App {
             .context("database_url: cannot apply migrations")?;
 
         bootstrap_admin(&config, &store).await?;
+        // Connections this node held before a restart are gone.
+        store.ws_forget_node(&config.node).await?;
+        store
+            .node_heartbeat(&config.node, &config.site, chrono::Utc::now().timestamp())
+            .await?;
         let clients = Clients::new(load_clients(&config, &store).await?);
 
         let mut radius = Vec::new();
@@ -134,6 +139,7 @@ impl App {
         } = self;
 
         let events = EventBus::new();
+        let live = Arc::new(LiveConnections::new());
         let (jobs, queue) = writer::queue();
         let writer = tokio::spawn(writer::run(
             store.clone(),
@@ -169,8 +175,13 @@ impl App {
             shutdown.clone(),
         ));
         if let Store::Postgres(pg) = &store {
-            background.spawn(pg.clone().relay_events(events.clone(), shutdown.clone()));
+            background.spawn(pg.clone().relay_events(
+                events.clone(),
+                live.clone(),
+                shutdown.clone(),
+            ));
         }
+        background.spawn(heartbeat(config.clone(), store.clone(), shutdown.clone()));
         background.spawn(refresh_clients(
             config.clone(),
             store.clone(),
@@ -186,6 +197,7 @@ impl App {
             login_limiter: Arc::new(LoginLimiter::new()),
             clients: clients.clone(),
             events: events.clone(),
+            live: live.clone(),
         };
         let http_shutdown = shutdown.clone();
         let http_server = tokio::spawn(async move {
@@ -285,6 +297,26 @@ async fn load_clients(config: &Config, store: &Store) -> Result<ClientSet> {
         }
     }
     Ok(ClientSet::new(clients))
+}
+
+/// How often a node records that it is alive, and after how long without that it counts as
+/// dead (its WebSocket connections are reported with `is_pid_alive` false).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+pub const NODE_DEAD_AFTER: Duration = Duration::from_secs(20);
+
+async fn heartbeat(config: Arc<Config>, store: Store, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+        }
+        if let Err(e) = store
+            .node_heartbeat(&config.node, &config.site, chrono::Utc::now().timestamp())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record this node's heartbeat");
+        }
+    }
 }
 
 /// Re-reads the `nas` table periodically, and soon after an unknown client sends.

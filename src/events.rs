@@ -10,8 +10,10 @@ use crate::radius::accounting::{Event, SessionKind};
 
 /// Changes a slow subscriber may fall behind before it misses some (it is told).
 pub const EVENT_BUFFER: usize = 4096;
-/// The PostgreSQL channel.
+/// The PostgreSQL channel of session changes.
 pub const PG_CHANNEL: &str = "radacctd_events";
+/// The PostgreSQL channel of closed web sessions (their WebSockets close on every node).
+pub const PG_LOGOUT_CHANNEL: &str = "radacctd_logouts";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChangeKind {
@@ -84,5 +86,72 @@ impl EventBus {
         for change in changes {
             let _ = self.tx.send(change);
         }
+    }
+}
+
+/// The GraphQL WebSocket connections this node holds, by web session, so closing a session
+/// (here or, through NOTIFY, on another node) closes its connections.
+#[derive(Debug, Default)]
+pub struct LiveConnections {
+    by_session: std::sync::Mutex<
+        std::collections::HashMap<String, Vec<(String, tokio_util::sync::CancellationToken)>>,
+    >,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl LiveConnections {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An identifier of a connection's task on this node (shown as `pid`).
+    pub fn next_pid(&self, node: &str) -> String {
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("<{node}.{n}>")
+    }
+
+    pub fn register(
+        &self,
+        session_id: &str,
+        conn_id: &str,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        self.lock()
+            .entry(session_id.to_owned())
+            .or_default()
+            .push((conn_id.to_owned(), cancel));
+    }
+
+    pub fn unregister(&self, session_id: &str, conn_id: &str) {
+        let mut map = self.lock();
+        if let Some(conns) = map.get_mut(session_id) {
+            conns.retain(|(c, _)| c != conn_id);
+            if conns.is_empty() {
+                map.remove(session_id);
+            }
+        }
+    }
+
+    /// Closes every connection of these sessions held here.
+    pub fn close_sessions(&self, session_ids: &[String]) {
+        let mut map = self.lock();
+        for id in session_ids {
+            if let Some(conns) = map.remove(id) {
+                for (_, cancel) in conns {
+                    cancel.cancel();
+                }
+            }
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, Vec<(String, tokio_util::sync::CancellationToken)>>,
+    > {
+        self.by_session.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -54,7 +54,7 @@ impl ConsoleError {
     }
 
     /// A server fault: logged here, reported without detail.
-    fn internal(error: impl std::fmt::Display, format: Format) -> Self {
+    pub(crate) fn internal(error: impl std::fmt::Display, format: Format) -> Self {
         tracing::error!(%error, "console API request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -63,7 +63,7 @@ impl ConsoleError {
         )
     }
 
-    fn from_auth(e: AuthError, format: Format) -> Self {
+    pub(crate) fn from_auth(e: AuthError, format: Format) -> Self {
         match e {
             AuthError::Missing => Self::new(
                 StatusCode::UNAUTHORIZED,
@@ -288,16 +288,21 @@ async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ConsoleError> {
     let format = error_format(&headers);
-    let token = auth::token_from_headers(&headers)
-        .ok_or_else(|| ConsoleError::from_auth(AuthError::Missing, format))?;
-    let ended = state
+    let principal = auth::authenticate(&state.store, &headers)
+        .await
+        .map_err(|e| ConsoleError::from_auth(e, format))?;
+    let closed = state
         .store
-        .session_logout(&auth::token_hash(&token), chrono::Utc::now().timestamp())
+        .close_web_sessions(
+            std::slice::from_ref(&principal.session_id),
+            chrono::Utc::now().timestamp(),
+        )
         .await
         .map_err(|e| ConsoleError::internal(e, format))?;
-    if !ended {
+    if closed.is_empty() {
         return Err(ConsoleError::from_auth(AuthError::Invalid, format));
     }
+    state.live.close_sessions(&closed);
     Ok(
         Json(serde_json::json!({ "errorCode": 0, "errorMessage": "User logged out" }))
             .into_response(),

@@ -5,6 +5,7 @@ pub mod graphql;
 pub mod health;
 pub mod negotiate;
 pub mod openapi;
+pub mod web_sessions;
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use axum::Router;
 
 use crate::auth::LoginLimiter;
 use crate::config::Config;
-use crate::events::EventBus;
+use crate::events::{EventBus, LiveConnections};
 use crate::metrics::Metrics;
 use crate::radius::clients::Clients;
 use crate::store::Store;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub clients: Clients,
     /// Committed session changes (GraphQL subscriptions).
     pub events: EventBus,
+    /// This node's GraphQL WebSocket connections, closed when their web session closes.
+    pub live: Arc<LiveConnections>,
 }
 
 /// Request bodies larger than this are refused with 413.
@@ -39,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(console::router(&state.config.http.webservice_path))
         .merge(graphql::router())
+        .merge(web_sessions::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

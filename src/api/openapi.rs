@@ -32,6 +32,7 @@ impl Modify for Tokens {
 pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
     doc.merge(super::console::ConsoleApi::openapi());
+    doc.merge(super::web_sessions::WebSessionsApi::openapi());
     // The version of the crate, not of utoipa's default.
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut text = doc

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::radius::accounting::{Event, NasReboot, SessionEvent, SessionKind};
 use sessions::{After, OnlineFilter, SessionRow};
-use users::{NewWebSession, UserRow, WebSessionRow};
+use users::{NewWebSession, UserRow, WebSessionRow, WsConnectionRow};
 
 /// A storage failure, classified for the writer.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +185,10 @@ impl Store {
         dispatch!(self, s => s.user_by_id(id).await)
     }
 
+    pub async fn user_by_uuid(&self, uuid: &str) -> Result<Option<UserRow>> {
+        dispatch!(self, s => s.user_by_uuid(uuid).await)
+    }
+
     pub async fn user_list(&self) -> Result<Vec<UserRow>> {
         dispatch!(self, s => s.user_list().await)
     }
@@ -225,11 +229,6 @@ impl Store {
         now: i64,
     ) -> Result<Option<WebSessionRow>> {
         dispatch!(self, s => s.session_by_token(token_hash, now).await)
-    }
-
-    /// Ends the session of this token; false when it was not open.
-    pub async fn session_logout(&self, token_hash: &str, now: i64) -> Result<bool> {
-        dispatch!(self, s => s.session_logout(token_hash, now).await)
     }
 
     /// A user's console sessions: open ones, and (unless `only_open`) those closed since `since`.
@@ -279,6 +278,55 @@ impl Store {
 
     pub async fn session_by_uid(&self, acctuniqueid: &str) -> Result<Option<SessionRow>> {
         dispatch!(self, s => s.session_by_uid(acctuniqueid).await)
+    }
+
+    pub async fn node_heartbeat(&self, node: &str, site: &str, now: i64) -> Result<()> {
+        dispatch!(self, s => s.node_heartbeat(node, site, now).await)
+    }
+
+    pub async fn ws_open(
+        &self,
+        conn_id: &str,
+        session_id: &str,
+        node: &str,
+        pid: &str,
+        now: i64,
+    ) -> Result<()> {
+        dispatch!(self, s => s.ws_open(conn_id, session_id, node, pid, now).await)
+    }
+
+    pub async fn ws_close(&self, conn_id: &str) -> Result<()> {
+        dispatch!(self, s => s.ws_close(conn_id).await)
+    }
+
+    /// Forgets the connections a node held before it restarted.
+    pub async fn ws_forget_node(&self, node: &str) -> Result<()> {
+        dispatch!(self, s => s.ws_forget_node(node).await)
+    }
+
+    /// Every open, unexpired web session.
+    pub async fn open_web_sessions(&self, now: i64) -> Result<Vec<WebSessionRow>> {
+        dispatch!(self, s => s.open_web_sessions(now).await)
+    }
+
+    /// WebSocket connections of open sessions; `alive` when their node's heartbeat is at or
+    /// after `alive_since`.
+    pub async fn open_ws_connections(
+        &self,
+        now: i64,
+        alive_since: i64,
+    ) -> Result<Vec<WsConnectionRow>> {
+        dispatch!(self, s => s.open_ws_connections(now, alive_since).await)
+    }
+
+    /// Closes these sessions (those still open); returns the ones it closed. On PostgreSQL every
+    /// node is told, so their WebSocket connections close too.
+    pub async fn close_web_sessions(
+        &self,
+        session_ids: &[String],
+        now: i64,
+    ) -> Result<Vec<String>> {
+        dispatch!(self, s => s.close_web_sessions(session_ids, now).await)
     }
 
     pub async fn close(&self) {

@@ -12,11 +12,13 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{EventBus, SessionChange, PG_CHANNEL};
+use crate::events::{EventBus, LiveConnections, SessionChange, PG_CHANNEL, PG_LOGOUT_CHANNEL};
 use sqlx::{PgPool, Row};
 
 use super::sessions::{like_prefix, session_row, After, OnlineFilter, SessionRow};
-use super::users::{user_row, web_session_row, NewWebSession, UserRow, WebSessionRow};
+use super::users::{
+    user_row, web_session_row, NewWebSession, UserRow, WebSessionRow, WsConnectionRow,
+};
 use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
 
 const POOL_SIZE: u32 = 8;
@@ -214,12 +216,18 @@ impl PgStore {
         Ok(())
     }
 
-    /// Feeds this node's event bus from every node's NOTIFYs until shutdown. The listener
-    /// reconnects by itself when the connection drops.
-    pub async fn relay_events(self, bus: EventBus, shutdown: CancellationToken) {
+    /// Feeds this node's event bus from every node's NOTIFYs, and closes the WebSockets of
+    /// web sessions closed on any node, until shutdown. The listener reconnects by itself when
+    /// the connection drops.
+    pub async fn relay_events(
+        self,
+        bus: EventBus,
+        live: std::sync::Arc<LiveConnections>,
+        shutdown: CancellationToken,
+    ) {
         let mut listener = loop {
             match PgListener::connect_with(&self.pool).await {
-                Ok(mut l) => match l.listen(PG_CHANNEL).await {
+                Ok(mut l) => match l.listen_all([PG_CHANNEL, PG_LOGOUT_CHANNEL]).await {
                     Ok(()) => break l,
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot LISTEN for session events; retrying")
@@ -238,6 +246,10 @@ impl PgStore {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 n = listener.recv() => match n {
+                    Ok(n) if n.channel() == PG_LOGOUT_CHANNEL => match serde_json::from_str::<Vec<String>>(n.payload()) {
+                        Ok(ids) => live.close_sessions(&ids),
+                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed logout notification"),
+                    },
                     Ok(n) => match serde_json::from_str::<Vec<SessionChange>>(n.payload()) {
                         Ok(changes) => bus.publish(changes),
                         Err(e) => tracing::warn!(error = %e, "ignoring a malformed session-event notification"),
@@ -431,6 +443,17 @@ impl PgStore {
         })
     }
 
+    pub async fn user_by_uuid(&self, uuid: &str) -> Result<Option<UserRow>> {
+        let row = sqlx::query(&format!("{USER_COLUMNS}WHERE uuid::text = $1"))
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(user_row!(r)),
+            None => None,
+        })
+    }
+
     pub async fn user_list(&self) -> Result<Vec<UserRow>> {
         let rows = sqlx::query(&format!("{USER_COLUMNS}ORDER BY id"))
             .fetch_all(&self.pool)
@@ -527,18 +550,6 @@ impl PgStore {
             Some(r) => Some(web_session_row!(r)),
             None => None,
         })
-    }
-
-    pub async fn session_logout(&self, token_hash: &str, now: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE web_sessions SET logout_time = to_timestamp($2) WHERE token_hash = $1 \
-             AND logout_time IS NULL AND expires_at > to_timestamp($2)",
-        )
-        .bind(token_hash)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
     }
 
     pub async fn console_sessions(
@@ -669,5 +680,126 @@ impl PgStore {
             Some(r) => Some(session_row!(r)),
             None => None,
         })
+    }
+}
+
+// ---- web sessions across nodes --------------------------------------------------------------
+
+impl PgStore {
+    pub async fn node_heartbeat(&self, node: &str, site: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO nodes (node, site, heartbeat) VALUES ($1, $2, to_timestamp($3)) \
+             ON CONFLICT (node) DO UPDATE SET site = EXCLUDED.site, heartbeat = EXCLUDED.heartbeat",
+        )
+        .bind(node)
+        .bind(site)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn ws_open(
+        &self,
+        conn_id: &str,
+        session_id: &str,
+        node: &str,
+        pid: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ws_connections (conn_id, session_id, node, pid, opened_at) \
+             VALUES ($1::uuid, $2::uuid, $3, $4, to_timestamp($5))",
+        )
+        .bind(conn_id)
+        .bind(session_id)
+        .bind(node)
+        .bind(pid)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn ws_close(&self, conn_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ws_connections WHERE conn_id = $1::uuid")
+            .bind(conn_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ws_forget_node(&self, node: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ws_connections WHERE node = $1")
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn open_web_sessions(&self, now: i64) -> Result<Vec<WebSessionRow>> {
+        let rows = sqlx::query(&format!(
+            "{SESSION_COLUMNS}WHERE s.logout_time IS NULL AND s.expires_at > to_timestamp($1) ORDER BY s.login_time, s.id"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(web_session_row!(r))).collect()
+    }
+
+    pub async fn open_ws_connections(
+        &self,
+        now: i64,
+        alive_since: i64,
+    ) -> Result<Vec<WsConnectionRow>> {
+        let rows = sqlx::query(
+            "SELECT c.conn_id::text AS conn_id, c.session_id::text AS session_id, c.node, c.pid, \
+             COALESCE(n.heartbeat >= to_timestamp($2), false) AS alive \
+             FROM ws_connections c JOIN web_sessions s ON s.session_id = c.session_id \
+             LEFT JOIN nodes n ON n.node = c.node \
+             WHERE s.logout_time IS NULL AND s.expires_at > to_timestamp($1) ORDER BY c.opened_at, c.conn_id",
+        )
+        .bind(now)
+        .bind(alive_since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WsConnectionRow {
+                    conn_id: r.try_get("conn_id")?,
+                    session_id: r.try_get("session_id")?,
+                    node: r.try_get("node")?,
+                    pid: r.try_get("pid")?,
+                    alive: r.try_get("alive")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Closes open sessions and tells every node (NOTIFY) so their WebSockets close.
+    pub async fn close_web_sessions(
+        &self,
+        session_ids: &[String],
+        now: i64,
+    ) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let closed: Vec<String> = sqlx::query_scalar(
+            "UPDATE web_sessions SET logout_time = to_timestamp($2) \
+             WHERE session_id::text = ANY($1) AND logout_time IS NULL AND expires_at > to_timestamp($2) \
+             RETURNING session_id::text",
+        )
+        .bind(session_ids)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !closed.is_empty() {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(PG_LOGOUT_CHANNEL)
+                .bind(serde_json::to_string(&closed).expect("strings serialise"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(closed)
     }
 }

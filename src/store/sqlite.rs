@@ -12,7 +12,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::sessions::{like_prefix, session_row, After, OnlineFilter, SessionRow};
-use super::users::{user_row, web_session_row, NewWebSession, UserRow, WebSessionRow};
+use super::users::{
+    user_row, web_session_row, NewWebSession, UserRow, WebSessionRow, WsConnectionRow,
+};
 use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
 
 /// Connections in the pool: one writer at a time plus readers (WAL lets them run together).
@@ -345,6 +347,17 @@ impl SqliteStore {
         })
     }
 
+    pub async fn user_by_uuid(&self, uuid: &str) -> Result<Option<UserRow>> {
+        let row = sqlx::query(&format!("{USER_COLUMNS}WHERE uuid = ?1"))
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(user_row!(r)),
+            None => None,
+        })
+    }
+
     pub async fn user_list(&self) -> Result<Vec<UserRow>> {
         let rows = sqlx::query(&format!("{USER_COLUMNS}ORDER BY id"))
             .fetch_all(&self.pool)
@@ -441,17 +454,6 @@ impl SqliteStore {
             Some(r) => Some(web_session_row!(r)),
             None => None,
         })
-    }
-
-    pub async fn session_logout(&self, token_hash: &str, now: i64) -> Result<bool> {
-        let r = sqlx::query(
-            "UPDATE web_sessions SET logout_time = ?2 WHERE token_hash = ?1 AND logout_time IS NULL AND expires_at > ?2",
-        )
-        .bind(token_hash)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() > 0)
     }
 
     pub async fn console_sessions(
@@ -576,5 +578,112 @@ impl SqliteStore {
             Some(r) => Some(session_row!(r)),
             None => None,
         })
+    }
+}
+
+// ---- web sessions across nodes --------------------------------------------------------------
+
+impl SqliteStore {
+    pub async fn node_heartbeat(&self, node: &str, site: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO nodes (node, site, heartbeat) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (node) DO UPDATE SET site = excluded.site, heartbeat = excluded.heartbeat",
+        )
+        .bind(node)
+        .bind(site)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn ws_open(
+        &self,
+        conn_id: &str,
+        session_id: &str,
+        node: &str,
+        pid: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO ws_connections (conn_id, session_id, node, pid, opened_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(conn_id)
+            .bind(session_id)
+            .bind(node)
+            .bind(pid)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ws_close(&self, conn_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ws_connections WHERE conn_id = ?1")
+            .bind(conn_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ws_forget_node(&self, node: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ws_connections WHERE node = ?1")
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn open_web_sessions(&self, now: i64) -> Result<Vec<WebSessionRow>> {
+        let rows = sqlx::query(&format!(
+            "{SESSION_COLUMNS}WHERE s.logout_time IS NULL AND s.expires_at > ?1 ORDER BY s.login_time, s.id"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(web_session_row!(r))).collect()
+    }
+
+    pub async fn open_ws_connections(
+        &self,
+        now: i64,
+        alive_since: i64,
+    ) -> Result<Vec<WsConnectionRow>> {
+        let rows = sqlx::query(
+            "SELECT c.conn_id, c.session_id, c.node, c.pid, COALESCE(n.heartbeat >= ?2, 0) AS alive \
+             FROM ws_connections c JOIN web_sessions s ON s.session_id = c.session_id \
+             LEFT JOIN nodes n ON n.node = c.node \
+             WHERE s.logout_time IS NULL AND s.expires_at > ?1 ORDER BY c.opened_at, c.conn_id",
+        )
+        .bind(now)
+        .bind(alive_since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WsConnectionRow {
+                    conn_id: r.try_get("conn_id")?,
+                    session_id: r.try_get("session_id")?,
+                    node: r.try_get("node")?,
+                    pid: r.try_get("pid")?,
+                    alive: r.try_get("alive")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn close_web_sessions(
+        &self,
+        session_ids: &[String],
+        now: i64,
+    ) -> Result<Vec<String>> {
+        let json = serde_json::to_string(session_ids).expect("strings serialise");
+        let closed = sqlx::query_scalar(
+            "UPDATE web_sessions SET logout_time = ?2 WHERE session_id IN (SELECT value FROM json_each(?1)) \
+             AND logout_time IS NULL AND expires_at > ?2 RETURNING session_id",
+        )
+        .bind(json)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(closed)
     }
 }

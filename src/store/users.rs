@@ -89,3 +89,14 @@ macro_rules! user_row {
 }
 
 pub(crate) use {user_row, web_session_row};
+
+/// A live WebSocket connection of a web session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsConnectionRow {
+    pub conn_id: String,
+    pub session_id: String,
+    pub node: String,
+    pub pid: String,
+    /// Whether the node holding it has sent a heartbeat recently.
+    pub alive: bool,
+}

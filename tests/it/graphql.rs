@@ -532,7 +532,7 @@ async fn disconnect_session_reports_ack_nak_and_timeout(backend: Backend) {
 }
 
 /// Opens a graphql-transport-ws subscription to a user's session events.
-async fn subscribe(
+pub async fn subscribe(
     app: &TestApp,
     token: &str,
     user_id: i64,
@@ -563,7 +563,7 @@ async fn subscribe(
     ws
 }
 
-async fn next_json(
+pub async fn next_json(
     ws: &mut tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,

@@ -10,3 +10,4 @@ mod graphql;
 mod ingest;
 mod outage;
 mod radclient;
+mod web_sessions;

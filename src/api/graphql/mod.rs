@@ -189,8 +189,21 @@ async fn graphiql() -> impl IntoResponse {
     )
 }
 
+/// How often a WebSocket connection re-checks its token against the database (the NOTIFY of a
+/// closed session normally closes it at once; this is the fallback).
+const WS_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The web session a WebSocket connection belongs to, once `connection_init` authenticated it.
+#[derive(Debug, Clone)]
+struct Registration {
+    conn_id: String,
+    session_id: String,
+    token_hash: String,
+}
+
 /// graphql-transport-ws (and the older graphql-ws): the token comes in `connection_init`'s
-/// payload as `{"Authtoken": "..."}`.
+/// payload as `{"Authtoken": "..."}`. Each authenticated connection is recorded in
+/// `ws_connections` (web-session API) and closes when its web session closes on any node.
 async fn websocket(
     State(state): State<AppState>,
     Extension(schema): Extension<RadacctSchema>,
@@ -199,9 +212,13 @@ async fn websocket(
 ) -> Response {
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |stream| {
+        .on_upgrade(move |stream| async move {
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let registration = std::sync::Arc::new(std::sync::Mutex::new(None::<Registration>));
             let init_state = state.clone();
-            GraphQLWebSocket::new(stream, schema, protocol)
+            let init_cancel = cancel.clone();
+            let init_registration = registration.clone();
+            let serve = GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let token = payload
                         .get("Authtoken")
@@ -214,32 +231,65 @@ async fn websocket(
                             if let Ok(v) = token.parse() {
                                 headers.insert("authtoken", v);
                             }
-                            Some(
-                                auth::authenticate(&init_state.store, &headers)
-                                    .await
-                                    .map_err(|e| {
-                                        async_graphql::Error::new(match e {
-                                            AuthError::Store(_) => {
-                                                "internal server error".to_owned()
-                                            }
-                                            other => other.to_string(),
-                                        })
-                                    })?,
-                            )
+                            Some(auth::authenticate(&init_state.store, &headers).await.map_err(|e| {
+                                async_graphql::Error::new(match e {
+                                    AuthError::Store(_) => "internal server error".to_owned(),
+                                    other => other.to_string(),
+                                })
+                            })?)
                         }
                         None if init_state.config.auth.anonymous_graphql => None,
-                        None => {
-                            return Err(async_graphql::Error::new(
-                                "connection_init needs {\"Authtoken\": ...}",
-                            ))
-                        }
+                        None => return Err(async_graphql::Error::new("connection_init needs {\"Authtoken\": ...}")),
                     };
+                    if let Some(p) = &principal {
+                        let conn_id = uuid::Uuid::new_v4().to_string();
+                        let pid = init_state.live.next_pid(&init_state.config.node);
+                        init_state
+                            .store
+                            .ws_open(&conn_id, &p.session_id, &init_state.config.node, &pid, chrono::Utc::now().timestamp())
+                            .await
+                            .map_err(|e| {
+                                tracing::error!(error = %e, "cannot record a WebSocket connection");
+                                async_graphql::Error::new("internal server error")
+                            })?;
+                        init_state.live.register(&p.session_id, &conn_id, init_cancel);
+                        *init_registration.lock().unwrap_or_else(|e| e.into_inner()) = Some(Registration {
+                            conn_id,
+                            session_id: p.session_id.clone(),
+                            token_hash: p.token_hash.clone(),
+                        });
+                    }
                     let mut data = Data::default();
                     data.insert(init_state.clone());
                     data.insert::<Option<Principal>>(principal);
                     Ok(data)
                 })
-                .serve()
+                .serve();
+            tokio::pin!(serve);
+            let mut recheck = tokio::time::interval(WS_RECHECK);
+            recheck.tick().await;
+            loop {
+                tokio::select! {
+                    _ = &mut serve => break,
+                    _ = cancel.cancelled() => break,
+                    _ = recheck.tick() => {
+                        let current = registration.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        if let Some(r) = current {
+                            let now = chrono::Utc::now().timestamp();
+                            if let Ok(None) = state.store.session_by_token(&r.token_hash, now).await {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            let current = registration.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(r) = current {
+                state.live.unregister(&r.session_id, &r.conn_id);
+                if let Err(e) = state.store.ws_close(&r.conn_id).await {
+                    tracing::warn!(error = %e, "cannot remove a closed WebSocket connection");
+                }
+            }
         })
 }
 
