@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::radius::clients::{Client, ClientSet, Clients};
 use crate::radius::dedup::DedupCache;
 use crate::radius::listener::Listener;
-use crate::store::{reaper, writer, Store};
+use crate::store::{archiver, reaper, writer, Store};
 
 /// Kernel receive buffer asked for each RADIUS socket, to absorb bursts (a NAS reboot storm).
 const UDP_RECV_BUFFER: usize = 8 * 1024 * 1024;
@@ -181,6 +181,12 @@ impl App {
                 shutdown.clone(),
             ));
         }
+        background.spawn(archiver::run(
+            store.clone(),
+            config.accounting.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ));
         background.spawn(heartbeat(config.clone(), store.clone(), shutdown.clone()));
         background.spawn(refresh_clients(
             config.clone(),

@@ -62,6 +62,16 @@ pub enum Command {
     Openapi,
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Who had this IP address at that moment (live and archived sessions).
+    LookupIp {
+        /// An IPv4 or IPv6 address.
+        ip: String,
+        /// RFC 3339 time or UNIX seconds.
+        #[arg(long)]
+        at: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage users (API logins and accounting user names).
     #[command(subcommand)]
     User(UserCommand),
@@ -178,6 +188,24 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .context("database_url: cannot apply migrations")?;
             println!("migrations applied ({})", store.backend());
             Ok(())
+        }
+        Command::LookupIp { ip, at, json } => {
+            let ip: std::net::IpAddr = ip
+                .trim()
+                .parse()
+                .map(config::normalize_ip)
+                .map_err(|_| anyhow::anyhow!("IP: \"{ip}\" is not an IPv4 or IPv6 address"))?;
+            let at = parse_time(&at).ok_or_else(|| {
+                anyhow::anyhow!("--at: \"{at}\" is not an RFC 3339 time or UNIX seconds")
+            })?;
+            let store = connect(&config.database_url).await?;
+            store
+                .migrate()
+                .await
+                .context("database_url: cannot apply migrations")?;
+            let stale = config.accounting.stale_after.map(|d| d.as_secs() as i64);
+            let rows = store.sessions_by_ip(ip, at, stale).await?;
+            print_lookup(&rows, json)
         }
         Command::Schema => {
             print!("{}", crate::api::graphql::sdl());
@@ -349,6 +377,65 @@ async fn user(store: &Store, domain: &str, cmd: UserCommand) -> Result<()> {
                     );
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3339 or UNIX seconds.
+fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    s.parse::<i64>().ok().or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp())
+    })
+}
+
+fn print_lookup(rows: &[crate::store::sessions::SessionRow], json: bool) -> Result<()> {
+    let time = |t: Option<i64>| t.and_then(crate::api::graphql::schema::rfc3339);
+    if json {
+        let out: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.radacctid,
+                    "userName": r.username,
+                    "sessionId": r.acctsessionid,
+                    "nasIpAddress": r.nasipaddress,
+                    "framedIpAddress": r.framedipaddress,
+                    "framedIpv6Address": r.framedipv6address,
+                    "framedIpv6Prefix": r.framedipv6prefix,
+                    "delegatedIpv6Prefix": r.delegatedipv6prefix,
+                    "callingStationId": r.callingstationid,
+                    "startTime": time(r.acctstarttime),
+                    "stopTime": time(r.acctstoptime),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{:<24} {:<20} {:<16} {:<22} {:<22} ADDRESS",
+            "USER", "SESSION", "NAS", "START", "STOP"
+        );
+        for r in rows {
+            let address = r
+                .framedipaddress
+                .clone()
+                .or_else(|| r.framedipv6address.clone())
+                .or_else(|| r.framedipv6prefix.clone())
+                .or_else(|| r.delegatedipv6prefix.clone())
+                .unwrap_or_default();
+            println!(
+                "{:<24} {:<20} {:<16} {:<22} {:<22} {}",
+                r.username.clone().unwrap_or_default(),
+                r.acctsessionid,
+                r.nasipaddress,
+                time(r.acctstarttime).unwrap_or_default(),
+                time(r.acctstoptime).unwrap_or_else(|| "(open)".to_owned()),
+                address
+            );
         }
     }
     Ok(())

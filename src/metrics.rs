@@ -102,6 +102,7 @@ pub struct Metrics {
     commit_seconds: Histogram,
     queue_depth: Gauge,
     reaped: Counter,
+    archived: Counter,
     store_errors: Counter,
     /// Per reason: UNIX seconds of the last log line, and drops since it.
     last_logged: [AtomicI64; 9],
@@ -165,6 +166,12 @@ impl Metrics {
             "Sessions closed by the stale-session reaper",
             reaped.clone(),
         );
+        let archived = Counter::default();
+        registry.register(
+            "sessions_archived",
+            "Closed sessions moved to radacct_history",
+            archived.clone(),
+        );
         let store_errors = Counter::default();
         registry.register(
             "store_errors",
@@ -183,6 +190,7 @@ impl Metrics {
             commit_seconds,
             queue_depth,
             reaped,
+            archived,
             store_errors,
             last_logged: Default::default(),
             suppressed: Default::default(),
@@ -239,6 +247,10 @@ impl Metrics {
 
     pub fn stale_closed(&self, n: u64) {
         self.reaped.inc_by(n);
+    }
+
+    pub fn archived(&self, n: u64) {
+        self.archived.inc_by(n);
     }
 
     pub fn store_error(&self) {

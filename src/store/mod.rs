@@ -7,6 +7,7 @@
 //! `jsonb_to_recordset` on PostgreSQL), so a batch of a thousand events costs a handful of
 //! statements, not a thousand round trips.
 
+pub mod archiver;
 pub mod postgres;
 pub mod reaper;
 pub mod sessions;
@@ -327,6 +328,28 @@ impl Store {
         now: i64,
     ) -> Result<Vec<String>> {
         dispatch!(self, s => s.close_web_sessions(session_ids, now).await)
+    }
+
+    /// Moves one batch of sessions stopped before `cutoff` to `radacct_history` (see
+    /// [`archiver`]); returns how many moved (0 on a node that does not hold the archiver lock).
+    pub async fn archive_batch(&self, cutoff: i64, batch: i64) -> Result<u64> {
+        dispatch!(self, s => s.archive_batch(cutoff, batch).await)
+    }
+
+    /// Removes history that stopped before `cutoff` (whole months on PostgreSQL).
+    pub async fn expire_history(&self, cutoff: i64) -> Result<u64> {
+        dispatch!(self, s => s.expire_history(cutoff).await)
+    }
+
+    /// Sessions, live or archived, whose IPv4 address, IPv6 address or IPv6 prefix held `ip` at
+    /// `at`: started at or before it and stopped after it, or open and not yet stale.
+    pub async fn sessions_by_ip(
+        &self,
+        ip: std::net::IpAddr,
+        at: i64,
+        stale_after: Option<i64>,
+    ) -> Result<Vec<SessionRow>> {
+        dispatch!(self, s => s.sessions_by_ip(ip, at, stale_after).await)
     }
 
     pub async fn close(&self) {

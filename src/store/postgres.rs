@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventBus, LiveConnections, SessionChange, PG_CHANNEL, PG_LOGOUT_CHANNEL};
 use sqlx::{PgPool, Row};
 
-use super::sessions::{like_prefix, session_row, After, OnlineFilter, SessionRow};
+use super::sessions::{
+    enclosing_prefixes, like_prefix, session_row, After, OnlineFilter, SessionRow,
+};
 use super::users::{
     user_row, web_session_row, NewWebSession, UserRow, WebSessionRow, WsConnectionRow,
 };
@@ -801,5 +803,191 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(closed)
+    }
+}
+
+// ---- history: archive, retention, IP lookup -------------------------------------------------
+
+/// Advisory lock key held by the node that archives ("radacctd" archiver).
+pub const ARCHIVER_LOCK: i64 = 0x7261_6461_6363_7402;
+
+const STALE_LIMIT: &str = "(CASE WHEN acctinteriminterval > 0 THEN 3 * acctinteriminterval + 60 \
+     WHEN acctinterval > 0 THEN 3 * acctinterval + 60 ELSE $4::bigint END)";
+
+/// `radacct_history_yYYYYmMM`, the partition of one month (UTC).
+fn partition_name(year: i32, month: u32) -> String {
+    format!("radacct_history_y{year:04}m{month:02}")
+}
+
+fn next_month(year: i32, month: u32) -> (i32, u32) {
+    if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    }
+}
+
+impl PgStore {
+    /// Creates the monthly partition of `radacct_history` for (year, month) if it is missing.
+    async fn ensure_partition(conn: &mut sqlx::PgConnection, year: i32, month: u32) -> Result<()> {
+        let (ny, nm) = next_month(year, month);
+        // Names and bounds come from integers, never from input.
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {} PARTITION OF radacct_history \
+             FOR VALUES FROM ('{year:04}-{month:02}-01 00:00:00+00') TO ('{ny:04}-{nm:02}-01 00:00:00+00')",
+            partition_name(year, month)
+        );
+        sqlx::query(&ddl).execute(conn).await?;
+        Ok(())
+    }
+
+    /// Creates this month's and the next two months' partitions ahead of time. Partitions are
+    /// only created under the archiver lock (`CREATE TABLE IF NOT EXISTS` is not safe against a
+    /// concurrent creator); a node that does not get it leaves the work to the one that has it.
+    pub async fn ensure_partitions_ahead(&self, now: i64) -> Result<()> {
+        let Some(t) = chrono::DateTime::from_timestamp(now, 0) else {
+            return Ok(());
+        };
+        let (mut y, mut m) = (chrono::Datelike::year(&t), chrono::Datelike::month(&t));
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(ARCHIVER_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(());
+        }
+        for _ in 0..3 {
+            Self::ensure_partition(&mut tx, y, m).await?;
+            (y, m) = next_month(y, m);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Moves up to `batch` sessions that stopped before `cutoff` to `radacct_history` in one
+    /// transaction (a crash leaves each row in exactly one table), creating the monthly
+    /// partitions they need first. Only one node archives at a time (advisory lock); on the
+    /// others this returns 0.
+    pub async fn archive_batch(&self, cutoff: i64, batch: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(ARCHIVER_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Ok(0);
+        }
+        let rows = sqlx::query(
+            "SELECT radacctid, EXTRACT(YEAR FROM acctstarttime AT TIME ZONE 'UTC')::int AS y, \
+             EXTRACT(MONTH FROM acctstarttime AT TIME ZONE 'UTC')::int AS m FROM radacct \
+             WHERE acctstoptime IS NOT NULL AND acctstoptime < to_timestamp($1) \
+             ORDER BY acctstoptime LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(cutoff)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut months = std::collections::BTreeSet::new();
+        for r in &rows {
+            ids.push(r.try_get::<i64, _>("radacctid")?);
+            if let (Some(y), Some(m)) = (
+                r.try_get::<Option<i32>, _>("y")?,
+                r.try_get::<Option<i32>, _>("m")?,
+            ) {
+                months.insert((y, u32::try_from(m).unwrap_or(1)));
+            }
+        }
+        for (y, m) in months {
+            Self::ensure_partition(&mut tx, y, m).await?;
+        }
+        let moved = sqlx::query(
+            "WITH moved AS (DELETE FROM radacct WHERE radacctid = ANY($1) RETURNING *) \
+             INSERT INTO radacct_history SELECT * FROM moved",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Drops the monthly partitions that ended before `cutoff` and deletes older rows of the
+    /// default partition in batches; returns how many partitions were dropped.
+    pub async fn expire_history(&self, cutoff: i64) -> Result<u64> {
+        let partitions: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE i.inhparent = 'radacct_history'::regclass",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut dropped = 0;
+        for name in partitions {
+            let Some(rest) = name.strip_prefix("radacct_history_y") else {
+                continue;
+            };
+            let Some((y, m)) = rest.split_once('m') else {
+                continue;
+            };
+            let (Ok(y), Ok(m)) = (y.parse::<i32>(), m.parse::<u32>()) else {
+                continue;
+            };
+            let (ny, nm) = next_month(y, m);
+            let end = chrono::NaiveDate::from_ymd_opt(ny, nm, 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc().timestamp());
+            if end.is_some_and(|end| end <= cutoff) && name == partition_name(y, m) {
+                sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
+                    .execute(&self.pool)
+                    .await?;
+                tracing::info!(partition = %name, "dropped history past its retention");
+                dropped += 1;
+            }
+        }
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM radacct_history_default WHERE radacctid IN \
+                 (SELECT radacctid FROM radacct_history_default WHERE acctstoptime < to_timestamp($1) LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(REAP_CHUNK)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if n < REAP_CHUNK as u64 {
+                break;
+            }
+        }
+        Ok(dropped)
+    }
+
+    pub async fn sessions_by_ip(
+        &self,
+        ip: std::net::IpAddr,
+        at: i64,
+        stale_after: Option<i64>,
+    ) -> Result<Vec<SessionRow>> {
+        let address_match = "(framedipaddress = $1::inet OR framedipv6address = $1::inet \
+             OR framedipv6prefix = ANY($2::text[]::inet[]) OR delegatedipv6prefix = ANY($2::text[]::inet[]))";
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM ({SESSION_ROW}FROM radacct WHERE {address_match} AND acctstarttime <= to_timestamp($3) \
+               AND (acctstoptime > to_timestamp($3) OR (acctstoptime IS NULL AND ({STALE_LIMIT} IS NULL \
+                 OR $3 < EXTRACT(EPOCH FROM COALESCE(acctupdatetime, acctstarttime))::bigint + {STALE_LIMIT}))) \
+             UNION ALL {SESSION_ROW}FROM radacct_history WHERE {address_match} \
+               AND acctstarttime <= to_timestamp($3) AND acctstoptime > to_timestamp($3)) s \
+             ORDER BY acctstarttime, radacctid"
+        ))
+        .bind(ip.to_string())
+        .bind(enclosing_prefixes(ip))
+        .bind(at)
+        .bind(stale_after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(session_row!(r))).collect()
     }
 }

@@ -87,3 +87,24 @@ pub(crate) fn like_prefix(prefix: &str) -> String {
     out.push('%');
     out
 }
+
+/// The networks that may hold `ip` as stored in the prefix columns (`network/length` with host
+/// bits cleared): all of its /0 to /128 networks for IPv6, none for IPv4.
+pub fn enclosing_prefixes(ip: std::net::IpAddr) -> Vec<String> {
+    match ip {
+        std::net::IpAddr::V4(_) => Vec::new(),
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            (0..=128u32)
+                .map(|len| {
+                    let mask = if len == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - len)
+                    };
+                    format!("{}/{len}", std::net::Ipv6Addr::from(bits & mask))
+                })
+                .collect()
+        }
+    }
+}

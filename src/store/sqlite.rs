@@ -11,7 +11,9 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::sessions::{like_prefix, session_row, After, OnlineFilter, SessionRow};
+use super::sessions::{
+    enclosing_prefixes, like_prefix, session_row, After, OnlineFilter, SessionRow,
+};
 use super::users::{
     user_row, web_session_row, NewWebSession, UserRow, WebSessionRow, WsConnectionRow,
 };
@@ -685,5 +687,107 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(closed)
+    }
+}
+
+// ---- history: archive, retention, IP lookup -------------------------------------------------
+
+/// The stale limit of an open session (see the reaper), NULL = never stale.
+const STALE_LIMIT: &str = "(CASE WHEN acctinteriminterval > 0 THEN 3 * acctinteriminterval + 60 \
+     WHEN acctinterval > 0 THEN 3 * acctinterval + 60 ELSE ?4 END)";
+
+impl SqliteStore {
+    /// Moves up to `batch` sessions that stopped before `cutoff` to `radacct_history`, in one
+    /// transaction (a crash leaves each row in exactly one table). Returns how many moved.
+    pub async fn archive_batch(&self, cutoff: i64, batch: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT radacctid FROM radacct WHERE acctstoptime IS NOT NULL AND acctstoptime < ?1 \
+             ORDER BY acctstoptime LIMIT ?2",
+        )
+        .bind(cutoff)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let json = serde_json::to_string(&ids).expect("integers serialise");
+        // A session archived before and started again under the same id: the newer row wins.
+        sqlx::query(
+            "INSERT INTO radacct_history SELECT * FROM radacct WHERE radacctid IN (SELECT value FROM json_each(?1)) \
+             ORDER BY radacctid ON CONFLICT (acctuniqueid) DO UPDATE SET \
+             radacctid = excluded.radacctid, acctsessionid = excluded.acctsessionid, username = excluded.username, \
+             realm = excluded.realm, nasipaddress = excluded.nasipaddress, nasportid = excluded.nasportid, \
+             nasporttype = excluded.nasporttype, acctstarttime = excluded.acctstarttime, \
+             acctupdatetime = excluded.acctupdatetime, acctstoptime = excluded.acctstoptime, \
+             acctinterval = excluded.acctinterval, acctsessiontime = excluded.acctsessiontime, \
+             acctauthentic = excluded.acctauthentic, connectinfo_start = excluded.connectinfo_start, \
+             connectinfo_stop = excluded.connectinfo_stop, acctinputoctets = excluded.acctinputoctets, \
+             acctoutputoctets = excluded.acctoutputoctets, calledstationid = excluded.calledstationid, \
+             callingstationid = excluded.callingstationid, acctterminatecause = excluded.acctterminatecause, \
+             servicetype = excluded.servicetype, framedprotocol = excluded.framedprotocol, \
+             framedipaddress = excluded.framedipaddress, framedipv6address = excluded.framedipv6address, \
+             framedipv6prefix = excluded.framedipv6prefix, framedinterfaceid = excluded.framedinterfaceid, \
+             delegatedipv6prefix = excluded.delegatedipv6prefix, class = excluded.class, \
+             acctinteriminterval = excluded.acctinteriminterval",
+        )
+        .bind(&json)
+        .execute(&mut *tx)
+        .await?;
+        let moved =
+            sqlx::query("DELETE FROM radacct WHERE radacctid IN (SELECT value FROM json_each(?1))")
+                .bind(&json)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Deletes history that stopped before `cutoff`, in batches; returns how many rows.
+    pub async fn expire_history(&self, cutoff: i64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM radacct_history WHERE radacctid IN \
+                 (SELECT radacctid FROM radacct_history WHERE acctstoptime < ?1 LIMIT ?2)",
+            )
+            .bind(cutoff)
+            .bind(REAP_CHUNK)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            total += n;
+            if n < REAP_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub async fn sessions_by_ip(
+        &self,
+        ip: std::net::IpAddr,
+        at: i64,
+        stale_after: Option<i64>,
+    ) -> Result<Vec<SessionRow>> {
+        let prefixes = serde_json::to_string(&enclosing_prefixes(ip)).expect("strings serialise");
+        let address_match = "(framedipaddress = ?1 OR framedipv6address = ?1 \
+             OR framedipv6prefix IN (SELECT value FROM json_each(?2)) \
+             OR delegatedipv6prefix IN (SELECT value FROM json_each(?2)))";
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM ({SESSION_ROW}FROM radacct WHERE {address_match} AND acctstarttime <= ?3 \
+               AND (acctstoptime > ?3 OR (acctstoptime IS NULL AND ({STALE_LIMIT} IS NULL \
+                 OR ?3 < COALESCE(acctupdatetime, acctstarttime) + {STALE_LIMIT}))) \
+             UNION ALL {SESSION_ROW}FROM radacct_history WHERE {address_match} AND acctstarttime <= ?3 \
+               AND acctstoptime > ?3) ORDER BY acctstarttime, radacctid"
+        ))
+        .bind(ip.to_string())
+        .bind(prefixes)
+        .bind(at)
+        .bind(stale_after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(session_row!(r))).collect()
     }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod cvpysdk;
 mod graphql;
+mod history;
 mod ingest;
 mod outage;
 mod radclient;

@@ -189,6 +189,19 @@ impl Session {
     async fn terminate_cause(&self) -> Option<String> {
         non_empty(&self.0.acctterminatecause)
     }
+    /// The user of the session (`users` row of its user name), when there is one.
+    async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let Some(login) = non_empty(&self.0.username) else {
+            return Ok(None);
+        };
+        let st = state(ctx);
+        let user = st
+            .store
+            .user_by_login(&st.config.domain, &login)
+            .await
+            .map_err(internal)?;
+        Ok(user.map(User))
+    }
 }
 
 /// A user (`users` row).
@@ -415,6 +428,42 @@ impl Query {
         let rows = state(ctx)
             .store
             .session_history(&user.login, from, to, limit)
+            .await
+            .map_err(internal)?;
+        Ok(rows.into_iter().map(Session).collect())
+    }
+
+    /// Who had this IP address at that moment: the sessions (live or archived) whose framed IPv4
+    /// or IPv6 address was `ip`, or whose framed or delegated IPv6 prefix contains it, started
+    /// at or before `at` and stopped after it (an open session counts until its last update plus
+    /// its stale limit). `at` is RFC 3339 or UNIX seconds. Needs the operator or admin role.
+    async fn sessions_by_ip(
+        &self,
+        ctx: &Context<'_>,
+        ip: String,
+        at: String,
+    ) -> async_graphql::Result<Vec<Session>> {
+        match principal(ctx) {
+            Some(p) if p.can_read_accounting_of(i64::MIN) => {}
+            Some(_) => {
+                return Err(error(
+                    Code::Forbidden,
+                    "sessionsByIp needs the operator or admin role",
+                ))
+            }
+            None => return Err(error(Code::Unauthenticated, "sessionsByIp needs a token")),
+        }
+        let ip: std::net::IpAddr = ip
+            .trim()
+            .parse()
+            .map(crate::config::normalize_ip)
+            .map_err(|_| error(Code::BadRequest, "ip must be an IPv4 or IPv6 address"))?;
+        let at = parse_time("at", &at)?;
+        let st = state(ctx);
+        let stale = st.config.accounting.stale_after.map(|d| d.as_secs() as i64);
+        let rows = st
+            .store
+            .sessions_by_ip(ip, at, stale)
             .await
             .map_err(internal)?;
         Ok(rows.into_iter().map(Session).collect())

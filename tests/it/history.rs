@@ -1,0 +1,389 @@
+//! History at scale (SPEC §9): the archiver, retention, the `radacct_all` view, and the IP
+//! lookup over GraphQL and the CLI, with sessions created by UDP packets.
+
+use std::time::Duration;
+
+use radacctd::config::AccountingConfig;
+use radacctd::metrics::Metrics;
+use radacctd::radius::dict::{self, status};
+use radacctd::store::archiver;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::both_backends;
+use crate::console::login;
+use crate::harness::{spawn_app_with, Backend, TestApp, ADMIN_PASSWORD};
+
+both_backends!(
+    archiving_moves_old_closed_sessions_and_never_open_ones,
+    late_packets_for_archived_sessions_add_no_second_row,
+    retention_removes_history_past_it,
+    the_ip_lookup_finds_who_had_an_address_at_every_boundary,
+);
+
+/// A node whose own archiver is off: the tests run the archiver's pass themselves.
+async fn spawn(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |c| {
+        c.accounting.archive_after = None;
+        c.accounting.history_retention = None;
+    })
+    .await
+}
+
+fn now() -> u32 {
+    chrono::Utc::now().timestamp() as u32
+}
+
+async fn archive(app: &TestApp, archive_after: u64, retention: Option<u64>) -> u64 {
+    let accounting = AccountingConfig {
+        stale_after: None,
+        archive_after: Some(Duration::from_secs(archive_after)),
+        history_retention: retention.map(Duration::from_secs),
+    };
+    archiver::run_once(
+        &app.store(),
+        &accounting,
+        &Metrics::new(),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn closed_session(app: &TestApp, user: &str, sid: &str, start: u32, stop: u32) {
+    let nas = app.nas();
+    nas.send(
+        nas.session(status::START, user, sid)
+            .u32(dict::EVENT_TIMESTAMP, start),
+    )
+    .await;
+    nas.send(
+        nas.session(status::STOP, user, sid)
+            .u32(dict::EVENT_TIMESTAMP, stop)
+            .u32(dict::ACCT_SESSION_TIME, stop - start)
+            .u32(dict::ACCT_INPUT_OCTETS, 1234),
+    )
+    .await;
+}
+
+async fn archiving_moves_old_closed_sessions_and_never_open_ones(backend: Backend) {
+    let app = spawn(backend).await;
+    let t = now();
+    closed_session(&app, "h", "old-1", t - 5000, t - 4000).await;
+    closed_session(&app, "h", "old-2", t - 5000, t - 3000).await;
+    closed_session(&app, "h", "recent", t - 500, t - 10).await;
+    let nas = app.nas();
+    nas.send(
+        nas.session(status::START, "h", "open-old")
+            .u32(dict::EVENT_TIMESTAMP, t - 9000),
+    )
+    .await;
+    let before = app.sessions().await;
+
+    assert_eq!(archive(&app, 1000, None).await, 2);
+    let live: Vec<String> = app
+        .sessions()
+        .await
+        .into_iter()
+        .map(|s| s.acctsessionid)
+        .collect();
+    assert_eq!(live, ["recent", "open-old"]);
+    let history = app.rows("radacct_history").await;
+    assert_eq!(
+        history
+            .iter()
+            .map(|s| s.acctsessionid.as_str())
+            .collect::<Vec<_>>(),
+        ["old-1", "old-2"]
+    );
+    // Moved whole: every column (radacctid included) as it was.
+    for h in &history {
+        assert_eq!(Some(h), before.iter().find(|b| b.radacctid == h.radacctid));
+    }
+    // The view shows both tables.
+    let mut all = app.rows("radacct_all").await;
+    all.sort_by_key(|s| s.radacctid);
+    assert_eq!(all, before);
+    // Nothing more is due; open sessions never move.
+    assert_eq!(archive(&app, 1000, None).await, 0);
+    assert_eq!(
+        archive(&app, 0, None).await,
+        1,
+        "only the recent closed one"
+    );
+    assert_eq!(app.sessions().await.len(), 1);
+    app.stop().await;
+}
+
+async fn late_packets_for_archived_sessions_add_no_second_row(backend: Backend) {
+    let app = spawn(backend).await;
+    let t = now();
+    closed_session(&app, "late", "gone", t - 5000, t - 4000).await;
+    assert_eq!(archive(&app, 1000, None).await, 1);
+    let nas = app.nas();
+    nas.send(
+        nas.session(status::INTERIM_UPDATE, "late", "gone")
+            .u32(dict::EVENT_TIMESTAMP, t - 4500)
+            .u32(dict::ACCT_SESSION_TIME, 500),
+    )
+    .await;
+    assert!(
+        app.sessions().await.is_empty(),
+        "a late Interim-Update added a row"
+    );
+    nas.send(
+        nas.session(status::STOP, "late", "gone")
+            .u32(dict::EVENT_TIMESTAMP, t - 3900)
+            .u32(dict::ACCT_SESSION_TIME, 1100)
+            .u32(dict::ACCT_INPUT_OCTETS, 99),
+    )
+    .await;
+    assert!(app.sessions().await.is_empty(), "a late Stop added a row");
+    let history = app.rows("radacct_history").await;
+    assert_eq!(history.len(), 1);
+    // The last Stop wins, where the session is.
+    assert_eq!(history[0].acctstoptime, Some(i64::from(t - 3900)));
+    assert_eq!(history[0].acctinputoctets, Some(99));
+    app.stop().await;
+}
+
+async fn retention_removes_history_past_it(backend: Backend) {
+    let app = spawn(backend).await;
+    let t = now();
+    let day = 86_400;
+    closed_session(&app, "r", "ancient", t - 100 * day, t - 99 * day).await;
+    closed_session(&app, "r", "ten-days", t - 10 * day, t - 10 * day + 60).await;
+    assert_eq!(archive(&app, 7 * u64::from(day), None).await, 2);
+    assert_eq!(app.rows("radacct_history").await.len(), 2);
+    archive(&app, 7 * u64::from(day), Some(30 * u64::from(day))).await;
+    let left: Vec<String> = app
+        .rows("radacct_history")
+        .await
+        .into_iter()
+        .map(|s| s.acctsessionid)
+        .collect();
+    assert_eq!(left, ["ten-days"]);
+    app.stop().await;
+}
+
+async fn lookup(app: &TestApp, token: &str, ip: &str, at: i64) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .header("Authtoken", token)
+        .json(&json!({"query": format!(
+            "{{ sessionsByIp(ip: \"{ip}\", at: \"{at}\") {{ sessionId user {{ login id }} }} }}"
+        )}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["data"]["sessionsByIp"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|s| s["sessionId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn the_ip_lookup_finds_who_had_an_address_at_every_boundary(backend: Backend) {
+    let app = spawn(backend).await;
+    let admin = login(&app, "admin", ADMIN_PASSWORD).await;
+    let nas = app.nas();
+    let t = now() - 20_000;
+    // 100.64.0.9: first "archived" (t..t+100), later "live" (t+200..t+300).
+    for (sid, user, start) in [("archived", "u1", t), ("live", "u2", t + 200)] {
+        nas.send(
+            nas.session(status::START, user, sid)
+                .u32(dict::EVENT_TIMESTAMP, start)
+                .ipv4(dict::FRAMED_IP_ADDRESS, [100, 64, 0, 9].into()),
+        )
+        .await;
+        nas.send(
+            nas.session(status::STOP, user, sid)
+                .u32(dict::EVENT_TIMESTAMP, start + 100)
+                .u32(dict::ACCT_SESSION_TIME, 100)
+                .ipv4(dict::FRAMED_IP_ADDRESS, [100, 64, 0, 9].into()),
+        )
+        .await;
+    }
+    assert_eq!(
+        archive(&app, 19_800, None).await,
+        1,
+        "the first one is archived"
+    );
+    // IPv6: a framed address and a delegated /56.
+    nas.send(
+        nas.session(status::START, "v6", "six")
+            .u32(dict::EVENT_TIMESTAMP, t)
+            .ipv6(dict::FRAMED_IPV6_ADDRESS, "2001:db8:1::5".parse().unwrap())
+            .ipv6_prefix(
+                dict::DELEGATED_IPV6_PREFIX,
+                "2001:db8:ff00::".parse().unwrap(),
+                56,
+            ),
+    )
+    .await;
+    nas.send(
+        nas.session(status::STOP, "v6", "six")
+            .u32(dict::EVENT_TIMESTAMP, t + 1000)
+            .u32(dict::ACCT_SESSION_TIME, 1000)
+            .ipv6(dict::FRAMED_IPV6_ADDRESS, "2001:db8:1::5".parse().unwrap())
+            .ipv6_prefix(
+                dict::DELEGATED_IPV6_PREFIX,
+                "2001:db8:ff00::".parse().unwrap(),
+                56,
+            ),
+    )
+    .await;
+    // An open session, last heard of at u+300 with a 300 s interval: it counts until u+300+960.
+    let u = now() - 1000;
+    nas.send(
+        nas.session(status::START, "open", "open")
+            .u32(dict::EVENT_TIMESTAMP, u)
+            .ipv4(dict::FRAMED_IP_ADDRESS, [100, 64, 0, 77].into()),
+    )
+    .await;
+    nas.send(
+        nas.session(status::INTERIM_UPDATE, "open", "open")
+            .u32(dict::EVENT_TIMESTAMP, u + 300)
+            .u32(dict::ACCT_SESSION_TIME, 300)
+            .ipv4(dict::FRAMED_IP_ADDRESS, [100, 64, 0, 77].into()),
+    )
+    .await;
+
+    let t = i64::from(t);
+    let u = i64::from(u);
+    let tok = admin.token.as_str();
+    for (ip, at, expected) in [
+        ("100.64.0.9", t - 1, vec![]),
+        ("100.64.0.9", t, vec!["archived"]),
+        ("100.64.0.9", t + 50, vec!["archived"]),
+        ("100.64.0.9", t + 100, vec![]),
+        ("100.64.0.9", t + 200, vec!["live"]),
+        ("100.64.0.9", t + 299, vec!["live"]),
+        ("100.64.0.9", t + 300, vec![]),
+        ("2001:db8:1::5", t + 10, vec!["six"]),
+        ("2001:db8:ff00:ab::1", t + 10, vec!["six"]),
+        ("2001:db8:ff01::1", t + 10, vec![]),
+        ("100.64.0.77", u + 300 + 959, vec!["open"]),
+        ("100.64.0.77", u + 300 + 961, vec![]),
+        ("::ffff:100.64.0.9", t + 50, vec!["archived"]),
+    ] {
+        let (s, v) = lookup(&app, tok, ip, at).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(ids(&v), expected, "{ip} at {at}");
+    }
+    let (_, v) = lookup(&app, tok, "100.64.0.9", t + 50).await;
+    assert_eq!(v["data"]["sessionsByIp"][0]["user"]["login"], "u1");
+    // RFC 3339 works as well as UNIX seconds.
+    let rfc = chrono::DateTime::from_timestamp(t + 50, 0)
+        .unwrap()
+        .to_rfc3339();
+    let (_, v) = lookup(&app, tok, "100.64.0.9", 0).await;
+    assert!(ids(&v).is_empty());
+    let r = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .header("Authtoken", tok)
+        .json(&json!({"query": "query($at: String!) { sessionsByIp(ip: \"100.64.0.9\", at: $at) { sessionId } }", "variables": {"at": rfc}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ids(&r.json::<Value>().await.unwrap()), ["archived"]);
+    // Bad input names the argument.
+    for (ip, at) in [("300.1.1.1", "0"), ("100.64.0.9", "\\\"noon\\\"")] {
+        let r = reqwest::Client::new()
+            .post(app.url("/graphql"))
+            .header("Authtoken", tok)
+            .json(&json!({"query": format!("{{ sessionsByIp(ip: \"{ip}\", at: \"{at}\") {{ sessionId }} }}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+
+    // The CLI answers the same.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_radacctd"))
+        .args([
+            "lookup-ip",
+            "100.64.0.9",
+            "--at",
+            &(t + 50).to_string(),
+            "--json",
+            "--database-url",
+            &app.db.url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["sessionId"], "archived");
+    assert_eq!(v[0]["userName"], "u1");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_radacctd"))
+        .args([
+            "lookup-ip",
+            "nonsense",
+            "--at",
+            "0",
+            "--database-url",
+            &app.db.url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("IP"));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_radacctd"))
+        .args([
+            "lookup-ip",
+            "100.64.0.9",
+            "--at",
+            "yesterday",
+            "--database-url",
+            &app.db.url,
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--at"));
+    app.stop().await;
+}
+
+/// On PostgreSQL only the node holding the archiver lock archives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_node_archives_at_a_time() {
+    let app = spawn(Backend::Postgres).await;
+    let t = now();
+    closed_session(&app, "one", "due", t - 5000, t - 4000).await;
+    let mut holder = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(radacctd::store::postgres::ARCHIVER_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(
+        archive(&app, 1000, None).await,
+        0,
+        "archived while another node held the lock"
+    );
+    assert_eq!(app.sessions().await.len(), 1);
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(radacctd::store::postgres::ARCHIVER_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(archive(&app, 1000, None).await, 1);
+    app.stop().await;
+}
+
+use sqlx::Connection;
