@@ -428,10 +428,7 @@ impl PgStore {
             .bind(login)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => Some(user_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(user_row!(r))).transpose()
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
@@ -439,10 +436,7 @@ impl PgStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => Some(user_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(user_row!(r))).transpose()
     }
 
     pub async fn user_by_uuid(&self, uuid: &str) -> Result<Option<UserRow>> {
@@ -450,10 +444,7 @@ impl PgStore {
             .bind(uuid)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => Some(user_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(user_row!(r))).transpose()
     }
 
     pub async fn user_list(&self) -> Result<Vec<UserRow>> {
@@ -548,10 +539,7 @@ impl PgStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(r) => Some(web_session_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(web_session_row!(r))).transpose()
     }
 
     pub async fn console_sessions(
@@ -664,10 +652,7 @@ impl PgStore {
             .bind(radacctid)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => Some(session_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(session_row!(r))).transpose()
     }
 
     pub async fn session_by_uid(&self, acctuniqueid: &str) -> Result<Option<SessionRow>> {
@@ -678,10 +663,7 @@ impl PgStore {
         .bind(acctuniqueid)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(r) => Some(session_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(session_row!(r))).transpose()
     }
 }
 

@@ -332,10 +332,7 @@ impl SqliteStore {
             .bind(login)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => Some(user_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(user_row!(r))).transpose()
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
@@ -343,10 +340,7 @@ impl SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => Some(user_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(user_row!(r))).transpose()
     }
 
     pub async fn user_by_uuid(&self, uuid: &str) -> Result<Option<UserRow>> {
@@ -354,10 +348,7 @@ impl SqliteStore {
             .bind(uuid)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => Some(user_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(user_row!(r))).transpose()
     }
 
     pub async fn user_list(&self) -> Result<Vec<UserRow>> {
@@ -452,10 +443,7 @@ impl SqliteStore {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(r) => Some(web_session_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(web_session_row!(r))).transpose()
     }
 
     pub async fn console_sessions(
@@ -562,10 +550,7 @@ impl SqliteStore {
             .bind(radacctid)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            Some(r) => Some(session_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(session_row!(r))).transpose()
     }
 
     pub async fn session_by_uid(&self, acctuniqueid: &str) -> Result<Option<SessionRow>> {
@@ -576,10 +561,7 @@ impl SqliteStore {
         .bind(acctuniqueid)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(r) => Some(session_row!(r)),
-            None => None,
-        })
+        row.map(|r| Ok(session_row!(r))).transpose()
     }
 }
 
