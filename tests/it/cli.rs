@@ -128,10 +128,10 @@ fn sqlite_url(dir: &Path) -> String {
 }
 
 /// A `radacctd serve` process on loopback, port 0.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     radius: SocketAddr,
-    http: SocketAddr,
+    pub(crate) http: SocketAddr,
     /// Every stderr line so far (without colours).
     log: Arc<Mutex<Vec<String>>>,
     /// Keeps reading stderr (so the pipe never fills) until the process exits.
@@ -142,6 +142,11 @@ struct Server {
 impl Server {
     /// Starts the binary and waits (at most 30 s) for its `listening ...` and `ready` lines.
     async fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[]).await
+    }
+
+    /// Like [`Server::start`], with more command-line arguments (`--node`, `--site`, ...).
+    pub(crate) async fn start_with(database_url: &str, extra: &[&str]) -> Self {
         let cwd = tempfile::tempdir().expect("temp dir");
         let mut child = radacctd(cwd.path())
             .args([
@@ -153,6 +158,7 @@ impl Server {
                 "--http-listen",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -204,7 +210,7 @@ impl Server {
     }
 
     /// Sends SIGTERM.
-    fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let pid = self.child.id().expect("the server is running");
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
@@ -214,7 +220,7 @@ impl Server {
     }
 
     /// Waits (at most 10 s) for the process to exit; returns its status and whole stderr.
-    async fn exit(mut self) -> (ExitStatus, String) {
+    pub(crate) async fn exit(mut self) -> (ExitStatus, String) {
         let status = match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
             Ok(status) => status.expect("wait for radacctd"),
             Err(_) => panic!(

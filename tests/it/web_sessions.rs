@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::both_backends;
 use crate::console::{add_user, login};
 use crate::graphql::subscribe;
-use crate::harness::{spawn_app, spawn_app_on, Backend, TestApp, ADMIN_PASSWORD};
+use crate::harness::{spawn_app, Backend, TestApp, ADMIN_PASSWORD};
 
 const PATH: &str = "/rest/v1/master/logicalroles/ws/sessions";
 
@@ -142,7 +142,7 @@ async fn websocket_connections_are_listed_and_close_with_their_session(backend: 
     let app = spawn_app(backend).await;
     let current = login(&app, "admin", ADMIN_PASSWORD).await;
     let other = login(&app, "admin", ADMIN_PASSWORD).await;
-    let mut ws = subscribe(&app, &other.token, other.user_id).await;
+    let mut ws = subscribe(app.http, &other.token, other.user_id).await;
 
     let (_, list) = get(&app, &current.token, None).await;
     let list = list.as_array().unwrap().clone();
@@ -329,20 +329,41 @@ async fn bad_requests_get_clear_errors(backend: Backend) {
     app.stop().await;
 }
 
-/// Two nodes of different sites on one PostgreSQL database: a session logged in on node B
-/// (site east), whose WebSocket node B holds, is listed from node A and closed from node A; node
-/// B closes the WebSocket within a second. A dead node's connections show `is_pid_alive` false.
+/// Two nodes of different sites on one PostgreSQL database, node B a separate `radacctd`
+/// process: a session logged in on node B (site east), whose WebSocket node B holds, is listed
+/// from node A and closed from node A; node B closes the WebSocket within a second. A dead
+/// node's connections show `is_pid_alive` false.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_on_one_node_closes_sessions_and_websockets_held_by_another() {
     let a = spawn_app(Backend::Postgres).await;
-    let b = spawn_app_on(a.db.shared(), |c| {
-        c.node = "node-b".into();
-        c.site = "east".into();
-    })
-    .await;
+    let b =
+        crate::cli::Server::start_with(&a.db.url, &["--node", "node-b", "--site", "east"]).await;
     let on_a = login(&a, "admin", ADMIN_PASSWORD).await;
-    let on_b = login(&b, "admin", ADMIN_PASSWORD).await;
-    let mut ws = subscribe(&b, &on_b.token, on_b.user_id).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/webconsole/api/Login", b.http))
+        .json(&json!({"username": "admin", "password": crate::console::b64(ADMIN_PASSWORD)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let on_b: Value = r.json().await.unwrap();
+    let (b_token, b_session) = (
+        on_b["token"].as_str().unwrap().to_owned(),
+        on_b["sessionId"].as_str().unwrap().to_owned(),
+    );
+    let mut ws = subscribe(b.http, &b_token, on_a.user_id).await;
+    let b_status = |token: String| {
+        let url = format!("http://{}/webconsole/api/Session?userId=1", b.http);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("Authtoken", token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
 
     let (_, here) = get(&a, &on_a.token, None).await;
     assert_eq!(
@@ -354,6 +375,7 @@ async fn logout_on_one_node_closes_sessions_and_websockets_held_by_another() {
     let east = east.as_array().unwrap().clone();
     assert_eq!(east.len(), 2, "{east:#?}");
     assert_eq!(east[0]["site"], "east");
+    assert_eq!(east[0]["session_id"], b_session.as_str());
     assert_eq!(east[1]["connections"][0]["node"], "node-b");
     assert_eq!(east[1]["connections"][0]["is_pid_alive"], true);
 
@@ -361,12 +383,11 @@ async fn logout_on_one_node_closes_sessions_and_websockets_held_by_another() {
     a.execute("INSERT INTO nodes (node, site, heartbeat) VALUES ('ghost', 'east', now() - interval '1 hour')").await;
     a.execute(&format!(
         "INSERT INTO ws_connections (conn_id, session_id, node, pid, opened_at) VALUES \
-         ('00000000-0000-0000-0000-000000000001', '{}', 'ghost', '<ghost.1>', now())",
-        on_b.session_id
+         ('00000000-0000-0000-0000-000000000001', '{b_session}', 'ghost', '<ghost.1>', now())"
     ))
     .await;
-    let (_, east) = get(&a, &on_a.token, Some("\"all\"")).await;
-    let ghost = east
+    let (_, all) = get(&a, &on_a.token, Some("\"all\"")).await;
+    let ghost = all
         .as_array()
         .unwrap()
         .iter()
@@ -382,12 +403,11 @@ async fn logout_on_one_node_closes_sessions_and_websockets_held_by_another() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(
-        session_api_status(&b, &on_b.token).await,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(b_status(b_token.clone()).await, StatusCode::UNAUTHORIZED);
     assert_closed_within(&mut ws, Duration::from_secs(1)).await;
     assert_eq!(session_api_status(&a, &on_a.token).await, StatusCode::OK);
-    b.stop().await;
+    b.sigterm();
+    let (status, log) = b.exit().await;
+    assert!(status.success(), "{log}");
     a.stop().await;
 }
