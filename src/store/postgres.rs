@@ -15,9 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventBus, LiveConnections, SessionChange, PG_CHANNEL, PG_LOGOUT_CHANNEL};
 use sqlx::{PgPool, Row};
 
-use super::sessions::{
-    enclosing_prefixes, like_prefix, session_row, After, OnlineFilter, SessionRow,
-};
+use super::sessions::{enclosing_prefixes, session_row, After, OnlineFilter, SessionRow};
 use super::users::{
     user_row, web_session_row, NewWebSession, UserRow, WebSessionRow, WsConnectionRow,
 };
@@ -579,7 +577,7 @@ impl PgStore {
     pub async fn online_sessions_of(&self, username: &str) -> Result<Vec<SessionRow>> {
         let rows = sqlx::query(&format!(
             "{SESSION_ROW}FROM radacct WHERE username = $1 AND acctstoptime IS NULL \
-             ORDER BY acctstarttime, radacctid"
+             ORDER BY radacct.acctstarttime, radacct.radacctid"
         ))
         .bind(username)
         .fetch_all(&self.pool)
@@ -596,13 +594,13 @@ impl PgStore {
         let rows = sqlx::query(&format!(
             "{SESSION_ROW}FROM radacct WHERE acctstoptime IS NULL \
              AND ($1::inet IS NULL OR nasipaddress = $1::inet) \
-             AND ($2::text IS NULL OR username LIKE $2 ESCAPE '\\') \
+             AND ($2::text IS NULL OR left(username, length($2)) = $2) \
              AND ($3::inet IS NULL OR framedipaddress = $3::inet) \
              AND ($4::bigint IS NULL OR (acctstarttime, radacctid) > (to_timestamp($4), $5)) \
-             ORDER BY acctstarttime, radacctid LIMIT $6"
+             ORDER BY radacct.acctstarttime, radacct.radacctid LIMIT $6"
         ))
         .bind(&f.nas)
-        .bind(f.username_prefix.as_deref().map(like_prefix))
+        .bind(f.username_prefix.as_deref())
         .bind(&f.framed_ip)
         .bind(after.map(|a| a.start))
         .bind(after.map(|a| a.id))

@@ -75,19 +75,6 @@ macro_rules! session_row {
 
 pub(crate) use session_row;
 
-/// `LIKE` pattern for a prefix, with `\` escaping the wildcards.
-pub(crate) fn like_prefix(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 /// The networks that may hold `ip` as stored in the prefix columns (`network/length` with host
 /// bits cleared): all of its /0 to /128 networks for IPv6, none for IPv4.
 pub fn enclosing_prefixes(ip: std::net::IpAddr) -> Vec<String> {

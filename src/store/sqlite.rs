@@ -11,9 +11,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::sessions::{
-    enclosing_prefixes, like_prefix, session_row, After, OnlineFilter, SessionRow,
-};
+use super::sessions::{enclosing_prefixes, session_row, After, OnlineFilter, SessionRow};
 use super::users::{
     user_row, web_session_row, NewWebSession, UserRow, WebSessionRow, WsConnectionRow,
 };
@@ -495,13 +493,13 @@ impl SqliteStore {
         let rows = sqlx::query(&format!(
             "{SESSION_ROW}FROM radacct WHERE acctstoptime IS NULL \
              AND (?1 IS NULL OR nasipaddress = ?1) \
-             AND (?2 IS NULL OR username LIKE ?2 ESCAPE '\\') \
+             AND (?2 IS NULL OR substr(username, 1, length(?2)) = ?2) \
              AND (?3 IS NULL OR framedipaddress = ?3) \
              AND (?4 IS NULL OR (acctstarttime, radacctid) > (?4, ?5)) \
              ORDER BY acctstarttime, radacctid LIMIT ?6"
         ))
         .bind(&f.nas)
-        .bind(f.username_prefix.as_deref().map(like_prefix))
+        .bind(f.username_prefix.as_deref())
         .bind(&f.framed_ip)
         .bind(after.map(|a| a.start))
         .bind(after.map(|a| a.id))

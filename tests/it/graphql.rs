@@ -345,6 +345,17 @@ async fn online_sessions_paginate_with_cursors_and_filter(backend: Backend) {
         &app,
         "/graphql",
         Some(&admin.token),
+        page(None, ", usernamePrefix: \"SUB_\""),
+    )
+    .await;
+    assert!(
+        ids(&b).is_empty(),
+        "the prefix is case-sensitive on both databases"
+    );
+    let (_, b) = gql(
+        &app,
+        "/graphql",
+        Some(&admin.token),
         page(None, ", framedIp: \"100.64.0.4\""),
     )
     .await;
