@@ -33,7 +33,7 @@
 //! should be otherwise idle: a run first waits (up to `--idle-wait` seconds) for other
 //! processes to calm down, and runs disturbed by them before or during the load are flagged.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -321,6 +321,18 @@ impl RunResult {
             s.commit_seconds_sum * 1000.0 / s.commits.max(1.0),
             s.commit_seconds_sum / secs * 100.0,
         );
+        match s.largest_batch {
+            Some(le) => {
+                let _ = write!(out, ", largest batch <= {le:.0}");
+            }
+            None => out.push_str(", largest batch past the last bucket"),
+        }
+        match s.slowest_commit {
+            Some(le) => {
+                let _ = write!(out, ", slowest commit <= {:.1} ms", le * 1000.0);
+            }
+            None => out.push_str(", slowest commit past the last bucket"),
+        }
         if s.retransmits_answered > 0.0 {
             let _ = write!(
                 out,
@@ -348,8 +360,9 @@ impl RunResult {
         } else if let Some(rest) = self.cpu.rest().filter(|&r| r > BUSY_DURING_RUN) {
             let _ = write!(
                 out,
-                "\n    WARNING: {rest:.2} cores went to other processes during the run: this \
-                 run's figures are not reliable"
+                "\n    WARNING: {rest:.2} cores went to other processes during the run ({}): \
+                 this run's figures are not reliable",
+                self.cpu.busiest_others()
             );
         }
         out
@@ -1024,6 +1037,11 @@ struct ServerStats {
     commits: f64,
     batch_sum: f64,
     commit_seconds_sum: f64,
+    /// Upper bound of the histogram bucket holding the slowest commit (seconds); None when it
+    /// is past the last bucket.
+    slowest_commit: Option<f64>,
+    /// Upper bound of the bucket holding the largest batch.
+    largest_batch: Option<f64>,
     retransmits_answered: f64,
     /// `reason=count` for every drop reason that was counted.
     drops: Vec<String>,
@@ -1060,10 +1078,32 @@ impl ServerStats {
             commits: value("radacctd_batch_size_count"),
             batch_sum: value("radacctd_batch_size_sum"),
             commit_seconds_sum: value("radacctd_commit_seconds_sum"),
+            slowest_commit: top_bucket(&text, "radacctd_commit_seconds"),
+            largest_batch: top_bucket(&text, "radacctd_batch_size"),
             retransmits_answered: value("radacctd_retransmits_answered_total"),
             drops,
         }
     }
+}
+
+/// The smallest `le` of histogram `name` whose cumulative count is the total: the bucket of
+/// the largest observation (None when that is the `+Inf` bucket or there is no observation).
+fn top_bucket(text: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix.as_str()))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            Some((le.parse().ok()?, count.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.iter().map(|&(_, c)| c).fold(0.0, f64::max);
+    buckets
+        .iter()
+        .find(|&&(_, c)| total > 0.0 && c >= total)
+        .map(|&(le, _)| le)
+        .filter(|le| le.is_finite())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1083,8 +1123,9 @@ struct CpuSample {
     machine: Option<(u64, u64)>,
     /// /proc/self/stat: utime + stime ticks of this process.
     process: Option<u64>,
-    /// utime + stime ticks of every process named `postgres` (the server and its backends).
-    postgres: Option<u64>,
+    /// Every other process: pid → (name, utime + stime ticks). PostgreSQL's server and
+    /// backends are all named `postgres`.
+    others: HashMap<u32, (String, u64)>,
     cpus: usize,
     at: Instant,
 }
@@ -1118,25 +1159,24 @@ impl CpuSample {
         let process = std::fs::read_to_string("/proc/self/stat")
             .ok()
             .and_then(|s| Some(stat_ticks(&s)?.1));
-        let postgres = std::fs::read_dir("/proc").ok().map(|dir| {
-            dir.flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .bytes()
-                        .all(|b| b.is_ascii_digit())
-                })
-                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-                .filter_map(|s| match stat_ticks(&s) {
-                    Some(("postgres", ticks)) => Some(ticks),
-                    _ => None,
-                })
-                .sum()
-        });
+        let me = std::process::id();
+        let others = std::fs::read_dir("/proc")
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                    .filter(|&pid| pid != me)
+                    .filter_map(|pid| {
+                        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                        let (comm, ticks) = stat_ticks(&stat)?;
+                        Some((pid, (comm.to_owned(), ticks)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
             machine,
             process,
-            postgres,
+            others,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             at: Instant::now(),
         }
@@ -1175,6 +1215,8 @@ struct CpuUse {
     process: Option<f64>,
     postgres: Option<f64>,
     loadgen: f64,
+    /// Other processes by name, busiest first (cores).
+    others: Vec<(String, f64)>,
 }
 
 impl CpuUse {
@@ -1188,17 +1230,29 @@ impl CpuUse {
             .process
             .zip(b.process)
             .map(|(p0, p1)| p1.saturating_sub(p0) as f64 / USER_HZ / secs);
-        // Backends that exit during the run take their ticks with them: never below 0.
-        let postgres = a
-            .postgres
-            .zip(b.postgres)
-            .map(|(p0, p1)| p1.saturating_sub(p0) as f64 / USER_HZ / secs);
+        // Per process name; a process that started during the interval counts whole, one that
+        // ended is missed.
+        let mut by_name: HashMap<&str, u64> = HashMap::new();
+        for (pid, (comm, ticks)) in &b.others {
+            let before = a.others.get(pid).map_or(0, |(_, t)| *t);
+            *by_name.entry(comm.as_str()).or_default() += ticks.saturating_sub(before);
+        }
+        let cores = |ticks: u64| ticks as f64 / USER_HZ / secs;
+        let postgres =
+            (!b.others.is_empty()).then(|| cores(by_name.remove("postgres").unwrap_or(0)));
+        let mut others: Vec<(String, f64)> = by_name
+            .into_iter()
+            .filter(|&(_, t)| t > 0)
+            .map(|(name, t)| (name.to_owned(), cores(t)))
+            .collect();
+        others.sort_by(|x, y| y.1.total_cmp(&x.1));
         Self {
             cpus: b.cpus,
             machine,
             process,
             postgres,
             loadgen: loadgen_ns as f64 / 1e9 / secs,
+            others,
         }
     }
 
@@ -1207,6 +1261,21 @@ impl CpuUse {
     fn rest(&self) -> Option<f64> {
         let rest = self.machine? - self.process? - self.postgres.unwrap_or(0.0);
         Some(rest.max(0.0))
+    }
+
+    /// The three busiest other processes, e.g. `rustc 0.61, cargo 0.05`.
+    fn busiest_others(&self) -> String {
+        let top: Vec<String> = self
+            .others
+            .iter()
+            .take(3)
+            .map(|(name, c)| format!("{name} {c:.2}"))
+            .collect();
+        if top.is_empty() {
+            "none seen: kernel threads or processes that ended".to_owned()
+        } else {
+            top.join(", ")
+        }
     }
 
     fn describe(&self) -> String {
