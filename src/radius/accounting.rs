@@ -265,9 +265,11 @@ pub fn acct_unique_id(
     hex::encode(md5.finalize())
 }
 
-/// The 32 hex digits after a case-insensitive `ai:` at the start of Class.
+/// The 32 hex digits (either case) after `ai:` at the start of Class. The prefix itself is
+/// case-sensitive: the policy compares it byte for byte (as hex) before its case-insensitive
+/// regular expression looks at the digits, so `AI:...` is not the policy's prefix.
 fn class_digits(class: &[u8]) -> Option<&[u8]> {
-    if class.len() < 35 || !class[..3].eq_ignore_ascii_case(b"ai:") {
+    if class.len() < 35 || &class[..3] != b"ai:" {
         return None;
     }
     let digits = &class[3..35];
@@ -394,7 +396,7 @@ mod tests {
 
     #[test]
     fn class_with_ai_prefix_keys_the_unique_id() {
-        let class = b"AI:0123456789abcdef0123456789ABCDEFtrailer";
+        let class = b"ai:0123456789abcdef0123456789ABCDEFtrailer";
         let id = acct_unique_id(
             Some(class),
             b"alice",
@@ -411,6 +413,17 @@ mod tests {
         let not_hex = b"ai:0123456789abcdef0123456789abcdeZ";
         let id = acct_unique_id(
             Some(not_hex),
+            b"alice",
+            b"sess-1",
+            "192.0.2.1",
+            b"",
+            b"",
+            None,
+        );
+        assert_eq!(id, hex::encode(Md5::digest(b"alice,sess-1,192.0.2.1,,,")));
+        let upper_case_prefix = b"AI:0123456789abcdef0123456789abcdef";
+        let id = acct_unique_id(
+            Some(upper_case_prefix),
             b"alice",
             b"sess-1",
             "192.0.2.1",

@@ -6,6 +6,7 @@ pub mod harness;
 mod cli;
 mod console;
 mod cvpysdk;
+mod freeradius;
 mod graphql;
 mod history;
 mod ingest;
