@@ -23,6 +23,9 @@ use crate::radius::accounting::{Event, NasReboot, SessionEvent, SessionKind};
 use sessions::{After, OnlineFilter, SessionRow};
 use users::{NewWebSession, UserRow, WebSessionRow, WsConnectionRow};
 
+/// Batches the writer commits at once on PostgreSQL (see [`Store::pipeline_depth`]).
+pub const PG_PIPELINE_DEPTH: usize = 2;
+
 /// A storage failure, classified for the writer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -123,6 +126,15 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.ping().await,
             Store::Postgres(s) => s.ping().await,
+        }
+    }
+
+    /// How many batches the writer commits at once. PostgreSQL runs two transactions side by
+    /// side (one executes while the other waits for its WAL flush); SQLite has one writer.
+    pub fn pipeline_depth(&self) -> usize {
+        match self {
+            Store::Sqlite(_) => 1,
+            Store::Postgres(_) => PG_PIPELINE_DEPTH,
         }
     }
 
@@ -452,7 +464,7 @@ pub(crate) fn events_json(events: &[&SessionEvent]) -> String {
 mod tests {
     use super::*;
 
-    fn ev(kind: SessionKind, uid: &str) -> Event {
+    pub(super) fn ev(kind: SessionKind, uid: &str) -> Event {
         Event::Session(Box::new(SessionEvent {
             kind,
             t: 1,

@@ -683,7 +683,9 @@ impl SqliteStore {
     /// Moves up to `batch` sessions that stopped before `cutoff` to `radacct_history`, in one
     /// transaction (a crash leaves each row in exactly one table). Returns how many moved.
     pub async fn archive_batch(&self, cutoff: i64, batch: i64) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: it reads, then writes; a deferred transaction cannot upgrade to a writer
+        // once the accounting writer has committed in between, and would fail under load.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT radacctid FROM radacct WHERE acctstoptime IS NOT NULL AND acctstoptime < ?1 \
              ORDER BY acctstoptime LIMIT ?2",

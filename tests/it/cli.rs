@@ -209,6 +209,12 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Kills the process with SIGKILL (no drain, no cleanup) and waits for it.
+    pub(crate) async fn kill9(mut self) {
+        self.child.start_kill().expect("SIGKILL radacctd");
+        let _ = self.child.wait().await;
+    }
+
     /// Sends SIGTERM.
     pub(crate) fn sigterm(&self) {
         let pid = self.child.id().expect("the server is running");

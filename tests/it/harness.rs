@@ -335,6 +335,16 @@ impl TestApp {
         rows.into_iter().next().expect("one row")
     }
 
+    /// `SELECT COUNT(*) FROM table`.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match &self.pool {
+            Pool::Sqlite(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
+            Pool::Postgres(p) => sqlx::query_scalar(&sql).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Runs a statement on the test database (for sabotage and setup).
     pub async fn execute(&self, sql: &str) {
         match &self.pool {
