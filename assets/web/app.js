@@ -108,6 +108,7 @@ function route() {
     else a.removeAttribute('aria-current');
   }
   unmount = page.mount(main, { ...ctx, args: rest.map(decodeURIComponent) });
+  for (const node of main.querySelectorAll('.admin-only')) node.hidden = !ctx.isAdmin;
   main.focus({ preventScroll: true });
 }
 

@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 
 use crate::both_backends;
 use crate::console::{add_user, login};
-use crate::harness::{spawn_app, spawn_app_with, Backend, TestApp, ADMIN_PASSWORD, SECRET};
+use crate::harness::{spawn_app, spawn_app_with, Backend, Nas, TestApp, ADMIN_PASSWORD, SECRET};
 
 both_backends!(an_operator_works_the_whole_console_in_a_browser);
 
@@ -248,20 +248,25 @@ async fn gql_status(app: &TestApp, token: &str) -> StatusCode {
         .status()
 }
 
+/// A packet of subscriber `i` (sub01 ... sub27, on two NASes).
+fn subscriber(nas: &Nas, status_type: u32, i: u32) -> radacctd::radius::builder::Request {
+    nas.request(status_type)
+        .string(dict::USER_NAME, &format!("sub{i:02}"))
+        .string(dict::ACCT_SESSION_ID, &format!("s{i:02}"))
+        .ipv4(dict::NAS_IP_ADDRESS, [192, 0, 2, 1 + (i % 2) as u8].into())
+        .string(dict::NAS_PORT_ID, &format!("ge-0/0/{i}"))
+        .u32(dict::NAS_PORT_TYPE, 15)
+        .string(dict::CALLING_STATION_ID, &format!("02-00-00-00-00-{i:02}"))
+        .ipv4(dict::FRAMED_IP_ADDRESS, [100, 64, 0, i as u8].into())
+}
+
 /// 27 subscribers online on two NASes, and alice with three closed sessions and one open.
 async fn seed(app: &TestApp, now: u32) {
     let nas = app.nas();
     for i in 1..=27u32 {
         nas.send(
-            nas.request(status::START)
-                .string(dict::USER_NAME, &format!("sub{i:02}"))
-                .string(dict::ACCT_SESSION_ID, &format!("s{i:02}"))
-                .ipv4(dict::NAS_IP_ADDRESS, [192, 0, 2, 1 + (i % 2) as u8].into())
-                .string(dict::NAS_PORT_ID, &format!("ge-0/0/{i}"))
-                .u32(dict::NAS_PORT_TYPE, 15)
+            subscriber(&nas, status::START, i)
                 .string(dict::CONNECT_INFO, "1000BASE-T")
-                .string(dict::CALLING_STATION_ID, &format!("02-00-00-00-00-{i:02}"))
-                .ipv4(dict::FRAMED_IP_ADDRESS, [100, 64, 0, i as u8].into())
                 .u32(dict::EVENT_TIMESTAMP, now - 4000 + i * 60),
         )
         .await;
@@ -326,10 +331,10 @@ async fn an_operator_works_the_whole_console_in_a_browser(backend: Backend) {
     b.wait_eq("#login-title", "radacctd console").await;
     b.fill("#login-user", "admin").await;
     b.fill("#login-password", "not-the-password").await;
-    b.screenshot("login").await;
     b.click("#login-submit").await;
     b.wait_eq("#login-error", "Wrong user name or password.")
         .await;
+    b.screenshot("login").await;
     assert_eq!(b.js("return sessionStorage.length").await, json!(0));
     b.fill("#login-password", ADMIN_PASSWORD).await;
     b.click("#login-submit").await;
@@ -365,8 +370,28 @@ async fn an_operator_works_the_whole_console_in_a_browser(backend: Backend) {
     b.click("a[data-page='sessions']").await;
     b.wait_count("#sessions-rows tr", 25).await;
     b.wait_eq("#sessions-page", "Page 1").await;
+    b.wait_eq("#sessions-table th.admin-only", "Action").await;
     // Oldest first: sub01 starts the first page.
     b.wait_eq("#sessions-rows tr:first-child td:nth-child(2)", "sub01")
+        .await;
+    // Interim updates change their rows in place.
+    for (i, input, output) in [
+        (1, 123_456_789u32, 987_654_321u32),
+        (2, 52_000_000, 310_000_000),
+    ] {
+        nas.send(
+            subscriber(&nas, status::INTERIM_UPDATE, i)
+                .u32(dict::ACCT_SESSION_TIME, 3600)
+                .u32(dict::ACCT_INPUT_OCTETS, input)
+                .u32(dict::ACCT_OUTPUT_OCTETS, output),
+        )
+        .await;
+    }
+    b.wait_eq("#sessions-rows tr:first-child td:nth-child(11)", "118 MiB")
+        .await;
+    b.wait_eq("#sessions-rows tr:first-child td:nth-child(12)", "942 MiB")
+        .await;
+    b.wait_eq("#sessions-rows tr:nth-child(2) td:nth-child(12)", "296 MiB")
         .await;
     b.screenshot("online-sessions").await;
     b.click("#sessions-next").await;
@@ -412,6 +437,7 @@ async fn an_operator_works_the_whole_console_in_a_browser(backend: Backend) {
     b.fill("#filter-ip", "").await;
     b.fill("#filter-user", "vic").await;
     b.click("#filter-apply").await;
+    b.wait_eq("#sessions-rows tr td:nth-child(3)", "dc1").await;
     b.wait_count("#sessions-rows tr", 1).await;
     let row = b.text("#sessions-rows tr").await;
     for field in [
@@ -543,6 +569,19 @@ async fn an_operator_works_the_whole_console_in_a_browser(backend: Backend) {
         Value::Null
     );
     assert_eq!(gql_status(&app, &token).await, StatusCode::UNAUTHORIZED);
+
+    // An operator reads everything but gets neither Disconnect nor the web-sessions page.
+    b.fill("#login-user", "oper").await;
+    b.fill("#login-password", "oper-password").await;
+    b.click("#login-submit").await;
+    b.wait_eq("#whoami", "oper (operator)").await;
+    b.click("a[data-page='sessions']").await;
+    b.wait_count("#sessions-rows tr", 25).await;
+    assert_eq!(b.count("#sessions-rows button").await, 0);
+    assert_eq!(b.text("#sessions-table th.admin-only").await, "");
+    assert_eq!(b.text("a[data-page='web-sessions']").await, "");
+    b.click("#logout").await;
+    b.wait_eq("#login-title", "radacctd console").await;
 
     b.client
         .clone()
