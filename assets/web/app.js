@@ -125,6 +125,12 @@ live.onStatus((status) => {
   node.textContent = { live: 'live', connecting: 'reconnecting…', off: 'offline' }[status];
 });
 
+// A refused WebSocket may mean the token is gone: any call tells (401 shows the login page).
+live.onRefused(() => {
+  const s = api.session();
+  if (s) api.graphql('query Me($id: Int!) { user(id: $id) { id } }', { id: s.userId }).catch(() => {});
+});
+
 api.onExpired(() => {
   if (ctx) showLogin('Your session has ended: log in again.');
 });

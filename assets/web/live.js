@@ -17,6 +17,7 @@ let stopped = true;
 /** id -> { query, variables, onData, onReconnect } */
 const subscriptions = new Map();
 const statusListeners = new Set();
+const refusedListeners = new Set();
 let currentStatus = 'off';
 
 function setStatus(status) {
@@ -93,9 +94,20 @@ function connect() {
       return;
     }
     setStatus('connecting');
-    if (!wasLive) backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+    if (!wasLive) {
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+      for (const fn of refusedListeners) fn();
+    }
     reconnectTimer = setTimeout(connect, backoff);
   });
+}
+
+/**
+ * Tells `fn` each time a connection closes before the server accepted it (for instance because
+ * the web session was closed elsewhere), so the page can check whether its token still holds.
+ */
+export function onRefused(fn) {
+  refusedListeners.add(fn);
 }
 
 /** Opens the connection (after login). */

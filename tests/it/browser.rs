@@ -580,8 +580,24 @@ async fn an_operator_works_the_whole_console_in_a_browser(backend: Backend) {
     assert_eq!(b.count("#sessions-rows button").await, 0);
     assert_eq!(b.text("#sessions-table th.admin-only").await, "");
     assert_eq!(b.text("a[data-page='web-sessions']").await, "");
-    b.click("#logout").await;
-    b.wait_eq("#login-title", "radacctd console").await;
+    // An admin closes the operator's sessions elsewhere: the server drops the page's WebSocket,
+    // the page finds its token refused and asks to log in again, without a click.
+    let admin = login(&app, "admin", ADMIN_PASSWORD).await;
+    let r = reqwest::Client::new()
+        .post(app.url("/rest/v1/master/logicalroles/ws/sessions"))
+        .header("Authtoken", &admin.token)
+        .json(&json!({"action": "logout", "domain": "master.domain", "user": "oper"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    b.wait_eq("#login-error", "Your session has ended: log in again.")
+        .await;
+    assert_eq!(
+        b.js("return sessionStorage.getItem('radacctd.token')")
+            .await,
+        Value::Null
+    );
 
     b.client
         .clone()
