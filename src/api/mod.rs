@@ -5,6 +5,7 @@ pub mod graphql;
 pub mod health;
 pub mod negotiate;
 pub mod openapi;
+pub mod web;
 pub mod web_sessions;
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .merge(console::router(&state.config.http.webservice_path))
         .merge(graphql::router())
         .merge(web_sessions::router())
+        .merge(web::router(&state.config.http.webservice_path))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

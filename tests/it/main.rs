@@ -3,6 +3,7 @@
 
 pub mod harness;
 
+mod browser;
 mod cli;
 mod console;
 mod cvpysdk;

@@ -595,16 +595,24 @@ pub struct SubscriptionRoot;
 #[Subscription]
 impl SubscriptionRoot {
     /// Start, update and stop of a user's sessions as they are committed (on any node sharing
-    /// the database).
+    /// the database). Without `userId`, every user's (needs the operator or admin role).
     async fn session_events(
         &self,
         ctx: &Context<'_>,
-        user_id: i32,
+        user_id: Option<i32>,
     ) -> async_graphql::Result<impl Stream<Item = SessionEvent>> {
-        let user = user_by_id(ctx, i64::from(user_id)).await?;
-        may_read_accounting_of(ctx, user.id)?;
+        let login = match user_id {
+            Some(id) => {
+                let user = user_by_id(ctx, i64::from(id)).await?;
+                may_read_accounting_of(ctx, user.id)?;
+                Some(user.login)
+            }
+            None => {
+                may_read_all_accounting(ctx)?;
+                None
+            }
+        };
         let st = state(ctx).clone();
-        let login = user.login;
         let changes = st.events.subscribe();
         Ok(stream::unfold(changes, |mut rx| async move {
             loop {
@@ -617,7 +625,9 @@ impl SubscriptionRoot {
                 }
             }
         })
-        .filter(move |c: &SessionChange| std::future::ready(c.username == login))
+        .filter(move |c: &SessionChange| {
+            std::future::ready(login.as_ref().is_none_or(|l| c.username == *l))
+        })
         .filter_map(move |c| {
             let store = st.store.clone();
             async move {
