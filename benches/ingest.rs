@@ -5,7 +5,14 @@
 //!                               [--in-flight 256] [--runs 5] [--sockets 4] [--users 5000]
 //!                               [--nases 10] [--pg postgres://postgres@127.0.0.1:5432]
 //!                               [--idle-wait 300] [--enforce-targets]
+//! cargo bench --bench ingest -- --storm [--sessions 100000] [--backend ...] [--runs 3]
 //! ```
+//!
+//! `--storm` measures a NAS reboot storm (SPEC §9) instead: one NAS opens `sessions` sessions
+//! (Starts only), then sends Accounting-On; the bench reports the time to its answer and checks
+//! that every one of those sessions is closed, while a second NAS keeps sending (one packet at
+//! a time, its latencies reported); then the rebooted NAS opens `sessions` new sessions, whose
+//! rate is compared with the first wave's.
 //!
 //! Each run gets a fresh database (an SQLite file in a temp dir, or a new PostgreSQL database
 //! that is dropped afterwards) and a fresh node (`App::build` + `run_until_stopped`) on its own
@@ -66,6 +73,11 @@ const STALL_LIMIT: Duration = Duration::from_secs(30);
 const IDS_PER_SOCKET: usize = 256;
 /// Packets per session: Start, Interim-Update, Interim-Update, Stop.
 const STEPS: usize = 4;
+/// The rebooting NAS of `--storm` (NAS-IP-Address of every wave session), and the other one.
+const STORM_NAS: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
+const OTHER_NAS: Ipv4Addr = Ipv4Addr::new(10, 255, 1, 1);
+/// `--storm`: the Accounting-On must be answered, all sessions closed, within this.
+const TARGET_STORM_MS: f64 = 2_000.0;
 /// Simulated seconds between a session's packets (its Acct-Session-Time grows by this).
 const INTERIM_SECONDS: u32 = 300;
 
@@ -105,6 +117,9 @@ struct Args {
     /// busy machine is flagged.
     #[arg(long, default_value_t = 300)]
     idle_wait: u64,
+    /// Measure a NAS reboot storm instead (see the top of this file).
+    #[arg(long)]
+    storm: bool,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -189,12 +204,17 @@ fn run(args: &Args) -> Result<bool> {
         nases: args.nases,
         pg,
         idle_wait: Duration::from_secs(args.idle_wait),
+        steps: if args.storm { 1 } else { STEPS },
     };
+    if args.storm {
+        return storm::run(&setup, backends, args.runs);
+    }
 
     println!(
-        "ingest: {} sessions x {STEPS} packets per run, {} in flight over {} sockets, {} users, \
+        "ingest: {} sessions x {} packets per run, {} in flight over {} sockets, {} users, \
          {} NASes, {} run(s) per backend, {} CPU(s)",
         fmt_int(setup.sessions as f64),
+        setup.steps,
         setup.in_flight,
         setup.sockets,
         setup.users,
@@ -254,6 +274,8 @@ struct Setup {
     nases: usize,
     pg: String,
     idle_wait: Duration,
+    /// Packets per session: 4, or 1 (Starts only) for `--storm`.
+    steps: usize,
 }
 
 /// What one run measured.
@@ -387,33 +409,12 @@ fn one_run(setup: &Setup, backend: Backend) -> Result<RunResult> {
 }
 
 fn run_on(setup: &Setup, server_rt: &tokio::runtime::Runtime, db: &BenchDb) -> Result<RunResult> {
-    let node = server_rt.block_on(async {
-        // An admin password, so that the node does not make one up and print it.
-        let config = Layer::from_toml(&format!(
-            "database_url = \"{}\"\nnode = \"bench\"\nadmin_password = \"{}\"\n\
-             [radius]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\n",
-            db.url,
-            uuid::Uuid::new_v4().simple()
-        ))
-        .and_then(Layer::resolve)
-        .context("bench config")?;
-        let app = App::build(config)
-            .await
-            .context("radacctd does not build")?;
-        let radius = *app
-            .radius_addrs()
-            .first()
-            .context("radacctd bound no RADIUS socket")?;
-        let metrics = app.metrics();
-        let shutdown = app.shutdown_token();
-        let handle = tokio::spawn(app.run_until_stopped());
-        anyhow::Ok((radius, metrics, shutdown, handle))
-    });
-    let (radius, metrics, shutdown, handle) = node?;
+    let (radius, metrics, shutdown, handle) = start_node(server_rt, db)?;
 
     // Built before the clock starts; Event-Timestamps are recent but in the past.
     let now = chrono::Utc::now().timestamp();
-    let plan = Arc::new(LoadPlan::build(setup, now)?);
+    let base = now - i64::from(3 * INTERIM_SECONDS) - 120;
+    let plan = Arc::new(LoadPlan::build(setup, base, 0, None)?);
     let expected_users = plan.distinct_users;
 
     // The figures are only worth something on an otherwise idle machine.
@@ -467,6 +468,39 @@ fn run_on(setup: &Setup, server_rt: &tokio::runtime::Runtime, db: &BenchDb) -> R
         background_cores: background,
         waited_for_idle: waited,
         db_note,
+    })
+}
+
+type Node = (
+    SocketAddr,
+    Arc<Metrics>,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+);
+
+/// A fresh node on `db`, RADIUS and HTTP on loopback.
+fn start_node(server_rt: &tokio::runtime::Runtime, db: &BenchDb) -> Result<Node> {
+    server_rt.block_on(async {
+        // An admin password, so that the node does not make one up and print it.
+        let config = Layer::from_toml(&format!(
+            "database_url = \"{}\"\nnode = \"bench\"\nadmin_password = \"{}\"\n\
+             [radius]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\n",
+            db.url,
+            uuid::Uuid::new_v4().simple()
+        ))
+        .and_then(Layer::resolve)
+        .context("bench config")?;
+        let app = App::build(config)
+            .await
+            .context("radacctd does not build")?;
+        let radius = *app
+            .radius_addrs()
+            .first()
+            .context("radacctd bound no RADIUS socket")?;
+        let metrics = app.metrics();
+        let shutdown = app.shutdown_token();
+        let handle = tokio::spawn(app.run_until_stopped());
+        anyhow::Ok((radius, metrics, shutdown, handle))
     })
 }
 
@@ -629,10 +663,11 @@ async fn pg_admin(server: &str) -> Result<sqlx::PgPool> {
 // ------------------------------------------------------------------------------------------
 // The packets.
 
-/// Every packet of a run, built in advance with identifier 0; `packets[session * 4 + step]`.
+/// Every packet of a run, built in advance with identifier 0; `packets[session * steps + step]`.
 struct LoadPlan {
     packets: Vec<Vec<u8>>,
     sessions: usize,
+    steps: usize,
     distinct_users: usize,
     secret: Vec<u8>,
     /// The next session to start, shared by the sockets.
@@ -640,18 +675,18 @@ struct LoadPlan {
 }
 
 impl LoadPlan {
-    fn build(setup: &Setup, now: i64) -> Result<Self> {
+    /// Sessions start at `base` + 0-59 s. Waves of one run get distinct Acct-Session-Ids; with
+    /// `nas`, every session is on that NAS.
+    fn build(setup: &Setup, base: i64, wave: u32, nas: Option<Ipv4Addr>) -> Result<Self> {
         let secret = DEFAULT_LOCAL_SECRET.as_bytes().to_vec();
-        // The Stop (3 intervals after the Start) lands a minute or two before now.
-        let base = now - i64::from(3 * INTERIM_SECONDS) - 120;
-        let boot = (now as u32).rotate_left(7) ^ 0x5eed;
+        let boot = (base as u32).rotate_left(7) ^ 0x5eed ^ wave.rotate_left(24);
         let mut rng = SplitMix(u64::from(boot));
         let mut users = HashSet::new();
-        let mut packets = Vec::with_capacity(setup.sessions * STEPS);
+        let mut packets = Vec::with_capacity(setup.sessions * setup.steps);
         for i in 0..setup.sessions {
             let user = rng.below(setup.users as u64);
             users.insert(user);
-            let nas = (i % setup.nases) as u8;
+            let nas_index = (i % setup.nases) as u8;
             let port = 1 + rng.below(64_000) as u32;
             let (port_type, port_id) = match rng.below(10) {
                 0..=5 => (15, format!("ge-0/0/{}.{}", port % 8, port)),
@@ -664,9 +699,9 @@ impl LoadPlan {
             let mac = rng.next().to_be_bytes();
             let s = SessionData {
                 user: format!("user{user:05}"),
-                sid: format!("{boot:08X}{i:08X}"),
-                nas: Ipv4Addr::new(10, 255, 0, nas + 1),
-                nas_id: format!("bras-{:02}", nas + 1),
+                sid: format!("{boot:08X}{wave:02X}{i:08X}"),
+                nas: nas.unwrap_or(Ipv4Addr::new(10, 255, 0, nas_index + 1)),
+                nas_id: format!("bras-{:02}", nas_index + 1),
                 port,
                 port_type,
                 port_id,
@@ -679,7 +714,7 @@ impl LoadPlan {
                 input_rate: 1_000 + rng.below(2_000_000),
                 output_rate: 10_000 + rng.below(20_000_000),
             };
-            for step in 0..STEPS {
+            for step in 0..setup.steps {
                 packets.push(s.packet(step, &secret));
             }
         }
@@ -694,6 +729,7 @@ impl LoadPlan {
         Ok(Self {
             packets,
             sessions: setup.sessions,
+            steps: setup.steps,
             distinct_users: users.len(),
             secret,
             next: AtomicUsize::new(0),
@@ -835,7 +871,7 @@ async fn generate(
     let mut result = LoadResult {
         acked: 0,
         elapsed: Duration::ZERO,
-        latencies: Vec::with_capacity(plan.sessions * STEPS),
+        latencies: Vec::with_capacity(plan.sessions * plan.steps),
         retransmits: 0,
         stray: 0,
     };
@@ -849,7 +885,7 @@ async fn generate(
         last_ack = last_ack.max(stats.last_ack);
     }
     result.elapsed = last_ack.duration_since(start);
-    let expected = (plan.sessions * STEPS) as u64;
+    let expected = (plan.sessions * plan.steps) as u64;
     ensure!(
         result.acked == expected,
         "{} packets acknowledged, expected {expected}",
@@ -961,7 +997,7 @@ impl SocketNas {
             .free
             .pop_front()
             .context("no free identifier (window larger than 256 per socket)")?;
-        let mut bytes = self.plan.packets[session * STEPS + step].clone();
+        let mut bytes = self.plan.packets[session * self.plan.steps + step].clone();
         sign(&mut bytes, id, &self.plan.secret);
         let now = Instant::now();
         self.socket.send(&bytes).await.context("NAS socket send")?;
@@ -999,7 +1035,7 @@ impl SocketNas {
         self.last_ack = now;
         self.in_flight -= 1;
         self.free.push_back(id);
-        if packet.step + 1 < STEPS {
+        if packet.step + 1 < self.plan.steps {
             self.send(packet.session, packet.step + 1).await
         } else {
             self.refill().await
@@ -1403,4 +1439,269 @@ fn fmt_int(v: f64) -> String {
         out.push(c);
     }
     out
+}
+
+// ------------------------------------------------------------------------------------------
+// --storm: the NAS reboot storm.
+
+mod storm {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    /// What one storm run measured.
+    struct StormResult {
+        /// First wave: Starts per second and p99 (ms).
+        fill_rate: f64,
+        fill_p99: f64,
+        /// From sending the Accounting-On to its verified answer.
+        on_ms: f64,
+        closed: i64,
+        /// The other NAS meanwhile: packets answered and the slowest answer (ms).
+        other_answered: usize,
+        other_max_ms: f64,
+        /// Second wave.
+        restart_rate: f64,
+        restart_p99: f64,
+        disturbed: bool,
+    }
+
+    pub(super) fn run(setup: &Setup, backends: &[Backend], runs: usize) -> Result<bool> {
+        println!(
+            "storm: one NAS opens {} sessions, sends Accounting-On, opens {} new ones; \
+             {} in flight over {} sockets, {} run(s) per backend",
+            fmt_int(setup.sessions as f64),
+            fmt_int(setup.sessions as f64),
+            setup.in_flight,
+            setup.sockets,
+            runs
+        );
+        let mut ok = true;
+        for &backend in backends {
+            let mut results = Vec::new();
+            for i in 0..runs {
+                let name = format!("{} storm run {}/{}", backend.name(), i + 1, runs);
+                match one(setup, backend) {
+                    Ok(r) => {
+                        println!(
+                            "{name}: fill {}/s (p99 {:.1} ms); Accounting-On answered in {:.0} ms, \
+                             {} sessions closed; other NAS meanwhile: {} answered, slowest {:.0} ms; \
+                             new Starts {}/s (p99 {:.1} ms){}",
+                            fmt_int(r.fill_rate),
+                            r.fill_p99,
+                            r.on_ms,
+                            fmt_int(r.closed as f64),
+                            r.other_answered,
+                            r.other_max_ms,
+                            fmt_int(r.restart_rate),
+                            r.restart_p99,
+                            if r.disturbed { " [DISTURBED]" } else { "" }
+                        );
+                        results.push(r);
+                    }
+                    Err(e) => {
+                        println!("{name}: FAILED: {e:#}");
+                        ok = false;
+                    }
+                }
+            }
+            if results.is_empty() {
+                continue;
+            }
+            let m = |f: fn(&StormResult) -> f64| median(&results.iter().map(f).collect::<Vec<_>>());
+            let on = m(|r| r.on_ms);
+            println!(
+                "{} storm median of {}: Accounting-On {:.0} ms (target < {TARGET_STORM_MS:.0} ms: {}), \
+                 fill {}/s, new Starts {}/s ({:.0} % of fill), p99 {:.1} ms",
+                backend.name(),
+                results.len(),
+                on,
+                if on < TARGET_STORM_MS { "met" } else { "MISSED" },
+                fmt_int(m(|r| r.fill_rate)),
+                fmt_int(m(|r| r.restart_rate)),
+                100.0 * m(|r| r.restart_rate) / m(|r| r.fill_rate),
+                m(|r| r.restart_p99),
+            );
+        }
+        Ok(ok)
+    }
+
+    fn one(setup: &Setup, backend: Backend) -> Result<StormResult> {
+        let server_rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("radacctd")
+            .build()
+            .context("cannot start the server runtime")?;
+        let db = server_rt.block_on(BenchDb::create(backend, &setup.pg))?;
+        let outcome = on_db(setup, &server_rt, &db);
+        let dropped = server_rt.block_on(db.drop_db());
+        let result = outcome?;
+        dropped?;
+        Ok(result)
+    }
+
+    fn on_db(
+        setup: &Setup,
+        server_rt: &tokio::runtime::Runtime,
+        db: &BenchDb,
+    ) -> Result<StormResult> {
+        let (radius, _metrics, shutdown, handle) = start_node(server_rt, db)?;
+        let now = chrono::Utc::now().timestamp();
+        let first = Arc::new(LoadPlan::build(setup, now - 120, 0, Some(STORM_NAS))?);
+        let (background, _) = wait_for_idle(setup.idle_wait);
+        let fill = load(first, radius, setup)?;
+
+        // The reboot, while another NAS keeps sending one packet at a time.
+        let on_time = chrono::Utc::now().timestamp();
+        let second = Arc::new(LoadPlan::build(setup, on_time, 1, Some(STORM_NAS))?);
+        let rebooted = server_rt.block_on(async {
+            let done = Arc::new(AtomicBool::new(false));
+            let other = tokio::spawn(other_nas(radius, done.clone()));
+            let on = accounting_on(radius, on_time).await;
+            done.store(true, Ordering::SeqCst);
+            let other = other.await.context("the other NAS task failed")??;
+            anyhow::Ok((on?, other))
+        });
+        let (on, (other_answered, other_max)) = rebooted?;
+        let nas = STORM_NAS.to_string();
+        let still_open = server_rt.block_on(db.scalar(&format!(
+            "SELECT COUNT(*) FROM radacct WHERE nasipaddress = '{nas}' AND acctstoptime IS NULL"
+        )))?;
+        let closed = server_rt.block_on(db.scalar(&format!(
+            "SELECT COUNT(*) FROM radacct WHERE nasipaddress = '{nas}' AND acctstoptime IS NOT NULL"
+        )))?;
+        ensure!(
+            still_open == 0 && closed == setup.sessions as i64,
+            "after the Accounting-On: {still_open} sessions still open, {closed} closed"
+        );
+
+        let restart = load(second, radius, setup)?;
+        shutdown.cancel();
+        server_rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .context("radacctd did not stop within 30 s")?
+                .context("the radacctd task failed")?
+                .context("radacctd stopped with an error")
+        })?;
+        let open = server_rt.block_on(db.scalar(&format!(
+            "SELECT COUNT(*) FROM radacct WHERE nasipaddress = '{nas}' AND acctstoptime IS NULL"
+        )))?;
+        ensure!(
+            open == setup.sessions as i64,
+            "after the new Starts: {open} sessions open, expected {}",
+            setup.sessions
+        );
+        let rate = |r: &LoadResult| r.acked as f64 / r.elapsed.as_secs_f64();
+        let p99 = |r: &LoadResult| {
+            let mut l = r.latencies.clone();
+            l.sort_unstable();
+            percentile(&l, 0.99) as f64 / 1000.0
+        };
+        Ok(StormResult {
+            fill_rate: rate(&fill),
+            fill_p99: p99(&fill),
+            on_ms: on.as_secs_f64() * 1000.0,
+            closed,
+            other_answered,
+            other_max_ms: other_max.as_secs_f64() * 1000.0,
+            restart_rate: rate(&restart),
+            restart_p99: p99(&restart),
+            disturbed: background.is_none_or(|b| b > BUSY_BEFORE_RUN),
+        })
+    }
+
+    /// Runs a wave on the load generator's own thread.
+    fn load(plan: Arc<LoadPlan>, radius: SocketAddr, setup: &Setup) -> Result<LoadResult> {
+        let (in_flight, sockets) = (setup.in_flight, setup.sockets);
+        std::thread::Builder::new()
+            .name("loadgen".into())
+            .spawn(move || -> Result<LoadResult> {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start the load generator runtime")?
+                    .block_on(generate(plan, radius, in_flight, sockets))
+            })
+            .context("cannot start the load generator thread")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the load generator panicked"))?
+    }
+
+    /// Sends the rebooted NAS's Accounting-On (retransmitted every second) and returns the
+    /// time from the first send to its verified answer.
+    async fn accounting_on(radius: SocketAddr, t: i64) -> Result<Duration> {
+        let secret = DEFAULT_LOCAL_SECRET.as_bytes();
+        let request = Request::accounting(status::ACCOUNTING_ON, secret, 7)
+            .ipv4(dict::NAS_IP_ADDRESS, STORM_NAS)
+            .string(dict::ACCT_SESSION_ID, "00000000")
+            .u32(dict::EVENT_TIMESTAMP, t as u32)
+            .encode();
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        socket.connect(radius).await?;
+        let started = Instant::now();
+        let mut buf = [0u8; 4096];
+        for _ in 0..30 {
+            socket.send(&request).await?;
+            let deadline = tokio::time::Instant::now() + RETRANSMIT_AFTER;
+            while let Ok(n) = tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+                if is_accounting_response(&buf[..n?], &request, secret) {
+                    return Ok(started.elapsed());
+                }
+            }
+        }
+        bail!("the Accounting-On was not answered within 30 s")
+    }
+
+    /// Another NAS that keeps opening sessions, one packet at a time, until `done`; returns
+    /// how many were answered and the slowest answer.
+    async fn other_nas(radius: SocketAddr, done: Arc<AtomicBool>) -> Result<(usize, Duration)> {
+        let secret = DEFAULT_LOCAL_SECRET.as_bytes();
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        socket.connect(radius).await?;
+        let (mut answered, mut slowest) = (0usize, Duration::ZERO);
+        let mut buf = [0u8; 4096];
+        let t = chrono::Utc::now().timestamp() as u32;
+        while !done.load(Ordering::SeqCst) {
+            let request = Request::accounting(status::START, secret, answered as u8)
+                .string(dict::USER_NAME, "other-nas-user")
+                .string(dict::ACCT_SESSION_ID, &format!("other-{answered}"))
+                .ipv4(dict::NAS_IP_ADDRESS, OTHER_NAS)
+                .u32(dict::EVENT_TIMESTAMP, t)
+                .encode();
+            let sent = Instant::now();
+            socket.send(&request).await?;
+            loop {
+                let n = tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut buf))
+                    .await
+                    .context("the other NAS got no answer within 10 s")??;
+                if is_accounting_response(&buf[..n], &request, secret) {
+                    break;
+                }
+            }
+            slowest = slowest.max(sent.elapsed());
+            answered += 1;
+        }
+        Ok((answered, slowest))
+    }
+}
+
+impl BenchDb {
+    /// One integer from the run's database.
+    async fn scalar(&self, sql: &str) -> Result<i64> {
+        Ok(match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await?;
+                let v = sqlx::query_scalar(sql).fetch_one(&pool).await?;
+                pool.close().await;
+                v
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await?;
+                let v = sqlx::query_scalar(sql).fetch_one(&pool).await?;
+                pool.close().await;
+                v
+            }
+        })
+    }
 }
