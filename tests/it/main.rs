@@ -1,11 +1,13 @@
 //! radacctd's integration tests: one binary, one harness. Every storage test runs on SQLite and
 //! on PostgreSQL (which must be reachable: the tests fail, never skip, without it).
 
+pub mod fuzz_cases;
 pub mod harness;
 
 mod cli;
 mod console;
 mod cvpysdk;
+mod fuzz;
 mod graphql;
 mod history;
 mod ingest;
