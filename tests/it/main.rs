@@ -4,6 +4,7 @@
 pub mod fuzz_cases;
 pub mod harness;
 
+mod bad_input;
 mod cli;
 mod console;
 mod cvpysdk;
