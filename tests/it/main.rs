@@ -7,6 +7,7 @@ pub mod harness;
 mod bad_input;
 mod cli;
 mod console;
+mod crash;
 mod cvpysdk;
 mod fuzz;
 mod graphql;
