@@ -21,7 +21,7 @@ use radacctd::radius::dict::{self, status};
 use tokio::net::UdpSocket;
 
 use crate::both_backends;
-use crate::fuzz_cases::{base_packets, cases, predict, Case, Fate, REASONS};
+use crate::fuzz_cases::{base_packets, cases, predict, Case, Fate, CODE_STATUS_SERVER, REASONS};
 use crate::harness::{dropped_by_reason, spawn_app_with, Backend, TestApp, SECRET};
 
 /// Cases per backend, and the seed they come from.
@@ -31,6 +31,24 @@ const SEED: [u8; 32] = *b"radacctd fuzz the receive path!!";
 const SETTLE: Duration = Duration::from_secs(3);
 
 both_backends!(every_datagram_is_answered_or_dropped_as_predicted_and_bad_ones_change_nothing);
+
+#[test]
+fn the_model_answers_the_base_packets_and_refuses_them_under_another_secret() {
+    let secret = SECRET.as_bytes();
+    for p in base_packets(secret, "t") {
+        assert_eq!(predict(&p, secret, true), Fate::Answered, "{p:02x?}");
+        let expected = if p[0] == CODE_STATUS_SERVER {
+            DropReason::BadMessageAuthenticator
+        } else {
+            DropReason::BadAuthenticator
+        };
+        assert_eq!(predict(&p, b"other", true), Fate::Dropped(expected));
+        assert_eq!(
+            predict(&p, secret, false),
+            Fate::Dropped(DropReason::UnknownClient)
+        );
+    }
+}
 
 /// The node under test and what the test knows about it.
 struct Fuzz {
