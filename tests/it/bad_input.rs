@@ -324,6 +324,9 @@ async fn every_endpoint_rejects_bad_input_with_a_clear_4xx_and_writes_nothing(ba
             .token(token)
             .json("]["),
         row("getOnlineSessions: GET", "GET", "/getOnlineSessions", 405),
+        row("GraphiQL: junk query and token", "GET", "/graphql?query=%FF%FE&x", 200)
+            .header("Authtoken", b"\xff")
+            .header("Accept", "application/json"),
         row("graphql: PUT", "PUT", "/graphql", 405).token(token).json(seed(uid)),
         // ---- WebSocket endpoint without a proper upgrade
         row("graphql/ws: plain GET", "GET", "/graphql/ws", 400),
