@@ -157,9 +157,23 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
+/// Whether a request carries more than one `Authtoken` or `Authorization` header: which of them
+/// counts would be a guess, so such a request is not authenticated.
+fn ambiguous_token(headers: &HeaderMap) -> bool {
+    headers.get_all("authtoken").iter().count() > 1
+        || headers
+            .get_all(axum::http::header::AUTHORIZATION)
+            .iter()
+            .count()
+            > 1
+}
+
 /// Establishes the principal of a request: the token must belong to an open, unexpired session
 /// in the database (checked on every request, so a Logout on any node counts at once).
 pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    if ambiguous_token(headers) {
+        return Err(AuthError::Invalid);
+    }
     let token = token_from_headers(headers).ok_or(AuthError::Missing)?;
     let hash = token_hash(&token);
     let now = chrono::Utc::now().timestamp();
@@ -302,5 +316,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", "Basic xyz".parse().unwrap());
         assert_eq!(token_from_headers(&h), None);
+        let mut twice = HeaderMap::new();
+        twice.append("authtoken", "QSDK a".parse().unwrap());
+        assert!(!ambiguous_token(&twice));
+        twice.append("authtoken", "QSDK b".parse().unwrap());
+        assert!(ambiguous_token(&twice));
     }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -61,6 +62,23 @@ impl ConsoleError {
             "internal server error",
             format,
         )
+    }
+
+    /// A request body that could not be read: too large (413) or broken off (400).
+    pub(crate) fn from_body(e: BytesRejection, format: Format) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than 1 MiB",
+                format,
+            )
+        } else {
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                "the request body cannot be read",
+                format,
+            )
+        }
     }
 
     pub(crate) fn from_auth(e: AuthError, format: Format) -> Self {
@@ -185,9 +203,10 @@ async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ConsoleError> {
     let format = error_format(&headers);
+    let body = body.map_err(|e| ConsoleError::from_body(e, format))?;
     let bad = |m: &str| ConsoleError::new(StatusCode::BAD_REQUEST, m, format);
     let request: LoginRequest = serde_json::from_slice(&body)
         .map_err(|_| bad("the body must be JSON {\"username\": ..., \"password\": <base64>}"))?;

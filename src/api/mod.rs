@@ -10,7 +10,11 @@ pub mod web_sessions;
 
 use std::sync::Arc;
 
-use axum::Router;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 
 use crate::auth::LoginLimiter;
 use crate::config::Config;
@@ -46,5 +50,30 @@ pub fn router(state: AppState) -> Router {
         .merge(web_sessions::router())
         .merge(web::router(&state.config.http.webservice_path))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .with_state(state)
+}
+
+/// A request whose `Content-Length` announces more than [`MAX_BODY_BYTES`] gets 413 at once,
+/// before its body is read (the body limit alone would wait for the body to arrive). The body
+/// of the answer has the shape of the endpoint's errors.
+async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= MAX_BODY_BYTES as u64) {
+        return next.run(request).await;
+    }
+    const MESSAGE: &str = "the request body is larger than 1 MiB";
+    let body = if graphql::is_graphql_path(request.uri().path()) {
+        serde_json::json!({
+            "data": null,
+            "errors": [{ "message": MESSAGE, "extensions": { "code": "BAD_REQUEST" } }],
+        })
+    } else {
+        serde_json::json!({ "errorCode": 413, "errorMessage": MESSAGE })
+    };
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
 }

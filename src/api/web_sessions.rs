@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -220,9 +221,10 @@ pub struct LogoutRequest {
 async fn logout_all_but_current(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ConsoleError> {
     let principal = principal(&state, &headers).await?;
+    let body = body.map_err(|e| ConsoleError::from_body(e, Format::Json))?;
     let request: LogoutRequest = serde_json::from_slice(&body).map_err(|_| {
         error(
             StatusCode::BAD_REQUEST,
@@ -305,10 +307,16 @@ async fn logout_all_but_current(
 async fn close_one(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(session_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ConsoleError> {
     let principal = principal(&state, &headers).await?;
+    let Ok(Path(session_id)) = path else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "the session id in the path is malformed",
+        ));
+    };
     let Ok(Query(query)) = query else {
         return Err(error(
             StatusCode::BAD_REQUEST,

@@ -209,10 +209,21 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
-    /// Kills the process with SIGKILL (no drain, no cleanup) and waits for it.
-    pub(crate) async fn kill9(mut self) {
+    /// The RADIUS address it listens on.
+    pub(crate) fn radius(&self) -> SocketAddr {
+        self.radius
+    }
+
+    /// Kills the process with SIGKILL (no drain, no goodbye) and waits for it to be gone;
+    /// returns its stderr.
+    pub(crate) async fn kill9(mut self) -> String {
         self.child.start_kill().expect("SIGKILL radacctd");
-        let _ = self.child.wait().await;
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("radacctd is gone within 10 s of SIGKILL")
+            .expect("wait for radacctd");
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.log_task).await;
+        self.log()
     }
 
     /// Sends SIGTERM.

@@ -290,29 +290,53 @@ macro_rules! session_from_row {
     };
 }
 
+/// Every row of `table` (`radacct`, `radacct_history` or `radacct_all`), by radacctid.
+pub async fn rows_in(pool: &Pool, table: &str) -> Vec<Session> {
+    assert!(matches!(
+        table,
+        "radacct" | "radacct_history" | "radacct_all"
+    ));
+    match pool {
+        Pool::Sqlite(p) => sqlx::query(&format!("{SQLITE_SELECT}{table} ORDER BY radacctid"))
+            .fetch_all(p)
+            .await
+            .expect("select radacct")
+            .iter()
+            .map(|r| session_from_row!(r))
+            .collect(),
+        Pool::Postgres(p) => sqlx::query(&format!("{PG_SELECT}{table} ORDER BY radacctid"))
+            .fetch_all(p)
+            .await
+            .expect("select radacct")
+            .iter()
+            .map(|r| session_from_row!(r))
+            .collect(),
+    }
+}
+
+/// Every `radacct` row of the database at `url` (for tests that run the binary).
+pub async fn radacct_at(url: &str) -> Vec<Session> {
+    let pool = if url.starts_with("sqlite:") {
+        Pool::Sqlite(sqlx::SqlitePool::connect(url).await.expect("open SQLite"))
+    } else {
+        Pool::Postgres(
+            sqlx::PgPool::connect(url)
+                .await
+                .expect("connect PostgreSQL"),
+        )
+    };
+    let rows = rows_in(&pool, "radacct").await;
+    match pool {
+        Pool::Sqlite(p) => p.close().await,
+        Pool::Postgres(p) => p.close().await,
+    }
+    rows
+}
+
 impl TestApp {
     /// Every row of `table` (`radacct` or `radacct_history`), by radacctid.
     pub async fn rows(&self, table: &str) -> Vec<Session> {
-        assert!(matches!(
-            table,
-            "radacct" | "radacct_history" | "radacct_all"
-        ));
-        match &self.pool {
-            Pool::Sqlite(p) => sqlx::query(&format!("{SQLITE_SELECT}{table} ORDER BY radacctid"))
-                .fetch_all(p)
-                .await
-                .expect("select radacct")
-                .iter()
-                .map(|r| session_from_row!(r))
-                .collect(),
-            Pool::Postgres(p) => sqlx::query(&format!("{PG_SELECT}{table} ORDER BY radacctid"))
-                .fetch_all(p)
-                .await
-                .expect("select radacct")
-                .iter()
-                .map(|r| session_from_row!(r))
-                .collect(),
-        }
+        rows_in(&self.pool, table).await
     }
 
     pub async fn sessions(&self) -> Vec<Session> {
@@ -495,4 +519,85 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+impl TestApp {
+    /// Every row of `table`, every column, as text, sorted: a snapshot to compare before and
+    /// after input that must change nothing.
+    pub async fn snapshot(&self, table: &str) -> Vec<String> {
+        snapshot_of(&self.pool, table).await
+    }
+
+    /// Snapshots of the tables that accounting and the APIs write.
+    pub async fn snapshot_all(&self) -> Vec<(&'static str, Vec<String>)> {
+        let mut out = Vec::new();
+        for table in WRITTEN_TABLES {
+            out.push((table, self.snapshot(table).await));
+        }
+        out
+    }
+
+    /// `GET /metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        let r = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics");
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "GET /metrics");
+        r.text().await.expect("metrics text")
+    }
+}
+
+/// The tables radacctd writes on behalf of packets and HTTP requests.
+pub const WRITTEN_TABLES: [&str; 6] = [
+    "radacct",
+    "radacct_history",
+    "users",
+    "web_sessions",
+    "ws_connections",
+    "nas",
+];
+
+/// Every row of `table` as text (sorted), on either database.
+pub async fn snapshot_of(pool: &Pool, table: &str) -> Vec<String> {
+    assert!(
+        table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "table name {table}"
+    );
+    let mut rows: Vec<String> = match pool {
+        Pool::Sqlite(p) => {
+            let columns: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                    .fetch_all(p)
+                    .await
+                    .expect("table columns");
+            assert!(!columns.is_empty(), "no table {table}");
+            let row = columns
+                .iter()
+                .map(|c| format!("quote(\"{c}\")"))
+                .collect::<Vec<_>>()
+                .join(" || '|' || ");
+            sqlx::query_scalar(&format!("SELECT {row} FROM {table}"))
+                .fetch_all(p)
+                .await
+                .expect("snapshot")
+        }
+        Pool::Postgres(p) => sqlx::query_scalar(&format!("SELECT t::text FROM {table} t"))
+            .fetch_all(p)
+            .await
+            .expect("snapshot"),
+    };
+    rows.sort();
+    rows
+}
+
+/// `radacctd_dropped_packets_total{reason="..."}` from a `/metrics` text, by reason.
+pub fn dropped_by_reason(metrics: &str) -> std::collections::BTreeMap<String, u64> {
+    metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("radacctd_dropped_packets_total{reason=\""))
+        .filter_map(|rest| {
+            let (reason, value) = rest.split_once("\"}")?;
+            Some((reason.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
 }

@@ -41,6 +41,12 @@ pub fn sdl() -> String {
     s
 }
 
+/// Whether `path` is one of the GraphQL-over-HTTP endpoints (their errors are GraphQL
+/// response objects).
+pub fn is_graphql_path(path: &str) -> bool {
+    matches!(path, "/graphql" | "/getOnlineSessions")
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/graphql", post(graphql).get(graphiql))
