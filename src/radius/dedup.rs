@@ -32,7 +32,8 @@ pub enum Seen {
     InFlight,
     /// Already answered: send this response again.
     Answered([u8; 20]),
-    /// The cache is full of requests still in flight: drop.
+    /// The cache is full of requests still in flight (cannot happen while the capacity is
+    /// larger than the writer queue and the batches in flight): drop.
     Full,
 }
 
@@ -103,21 +104,31 @@ impl DedupCache {
 }
 
 impl Inner {
+    /// Drops answered entries past [`DEDUP_TTL`], oldest first, and, when the cache is full,
+    /// the oldest answered entries whatever their age: under sustained load (more than
+    /// capacity / TTL requests a second) a request is remembered for less than the TTL rather
+    /// than new requests being refused. Entries still in flight are never dropped.
     fn evict(&mut self, now: Instant) {
+        // In-flight entries met at the front while making room, moved behind the rest.
+        let mut skipped = 0;
         while let Some((key, at)) = self.order.front().copied() {
             let expired = now.duration_since(at) >= DEDUP_TTL;
-            let over = self.order.len() > DEDUP_CAPACITY;
+            let full = self.entries.len() >= DEDUP_CAPACITY;
             match self.entries.get(&key) {
                 // Gone already (forgotten): drop the order entry.
                 None => {
                     self.order.pop_front();
                 }
-                Some(State::InFlight) => break,
-                Some(State::Answered(_)) if expired || over => {
+                Some(State::Answered(_)) if expired || full => {
                     self.entries.remove(&key);
                     self.order.pop_front();
                 }
-                Some(State::Answered(_)) => break,
+                Some(State::InFlight) if full && skipped < self.order.len() => {
+                    self.order.pop_front();
+                    self.order.push_back((key, at));
+                    skipped += 1;
+                }
+                Some(_) => break,
             }
         }
     }
@@ -167,5 +178,44 @@ mod tests {
         cache.check(key(1), now);
         cache.forget(&key(1));
         assert_eq!(cache.check(key(1), now), Seen::New);
+    }
+
+    #[test]
+    fn a_full_cache_makes_room_by_forgetting_its_oldest_answered_requests() {
+        let cache = DedupCache::new();
+        let now = Instant::now();
+        let key_n = |n: u32| Key {
+            peer: SocketAddr::from(([127, 0, 0, 1], (n % 60_000) as u16)),
+            header: Header {
+                identifier: (n / 60_000) as u8,
+                authenticator: [0; 16],
+            },
+        };
+        // The oldest request is still in flight; the rest are answered, well within the TTL.
+        assert_eq!(cache.check(key_n(0), now), Seen::New);
+        for n in 1..DEDUP_CAPACITY as u32 {
+            assert_eq!(cache.check(key_n(n), now), Seen::New);
+            cache.answered(&key_n(n), [1; 20]);
+        }
+        assert_eq!(cache.len(), DEDUP_CAPACITY);
+        let next = DEDUP_CAPACITY as u32;
+        assert_eq!(
+            cache.check(key_n(next), now),
+            Seen::New,
+            "not refused when full"
+        );
+        assert_eq!(cache.len(), DEDUP_CAPACITY);
+        assert_eq!(
+            cache.check(key_n(0), now),
+            Seen::InFlight,
+            "in flight: kept"
+        );
+        assert_eq!(
+            cache.check(key_n(1), now),
+            Seen::New,
+            "the oldest answered: forgotten"
+        );
+        assert_eq!(cache.check(key_n(2), now), Seen::New);
+        assert_eq!(cache.check(key_n(next - 1), now), Seen::Answered([1; 20]));
     }
 }
