@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::graphql::feed::SessionFeed;
 use crate::api::{self, AppState};
 use crate::auth::{self, LoginLimiter, Role};
 use crate::config::{parse_net, Config};
@@ -187,6 +188,11 @@ impl App {
             metrics.clone(),
             shutdown.clone(),
         ));
+        let feed = SessionFeed::new();
+        background.spawn(
+            feed.clone()
+                .run(events.clone(), store.clone(), shutdown.clone()),
+        );
         background.spawn(heartbeat(config.clone(), store.clone(), shutdown.clone()));
         background.spawn(refresh_clients(
             config.clone(),
@@ -202,18 +208,20 @@ impl App {
             config: config.clone(),
             login_limiter: Arc::new(LoginLimiter::new()),
             clients: clients.clone(),
-            events: events.clone(),
+            feed,
             live: live.clone(),
         };
         let http_shutdown = shutdown.clone();
-        let http_server = tokio::spawn(async move {
-            axum::serve(
-                http,
-                api::router(state).into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-        });
+        let limits = api::serve::HttpLimits {
+            header_timeout: config.http.header_timeout,
+            body_timeout: config.http.body_timeout,
+        };
+        let http_server = tokio::spawn(api::serve::serve(
+            http,
+            api::router(state),
+            limits,
+            http_shutdown,
+        ));
 
         tracing::info!(node = %config.node, site = %config.site, backend = store.backend(), "ready");
         shutdown.cancelled().await;
@@ -225,8 +233,7 @@ impl App {
         }
         while background.join_next().await.is_some() {}
         match tokio::time::timeout(HTTP_SHUTDOWN_GRACE, http_server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server error"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP task failed"),
             Err(_) => tracing::warn!("HTTP connections still open after the grace period; closing"),
         }

@@ -19,6 +19,13 @@ pub const DEFAULT_RADIUS_PORT: u16 = 1813;
 pub const DEFAULT_COA_PORT: u16 = 3799;
 /// The secret FreeRADIUS gives its localhost client out of the box.
 pub const DEFAULT_LOCAL_SECRET: &str = "testing123";
+/// `http.header_timeout`: time for a client's request headers (and a WebSocket's
+/// `connection_init`); enough for any real client on a slow link, short enough that a
+/// slowloris client holds a connection for seconds, not forever.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: &str = "10s";
+/// `http.body_timeout`: time for a request body after its headers; bodies are at most 1 MiB,
+/// so this still lets a client on a 35 KB/s link send the largest one.
+pub const DEFAULT_HTTP_BODY_TIMEOUT: &str = "30s";
 
 /// A configuration problem, always about one key.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +123,14 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Root path of the console API (`<webservice>/Login`, `<webservice>/Session`).
     pub webservice_path: String,
+    /// A request's headers must arrive within this (else the connection is closed); also how
+    /// long an idle keep-alive connection is kept, and how long a GraphQL WebSocket may wait
+    /// before its `connection_init`.
+    #[serde(serialize_with = "serialize_duration")]
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this after its headers (else 408).
+    #[serde(serialize_with = "serialize_duration")]
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,6 +201,8 @@ pub struct ClientLayer {
 pub struct HttpLayer {
     pub listen: Option<String>,
     pub webservice_path: Option<String>,
+    pub header_timeout: Option<String>,
+    pub body_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -342,6 +359,8 @@ impl Layer {
         over(&mut self.radius.clients, higher.radius.clients);
         over(&mut self.http.listen, higher.http.listen);
         over(&mut self.http.webservice_path, higher.http.webservice_path);
+        over(&mut self.http.header_timeout, higher.http.header_timeout);
+        over(&mut self.http.body_timeout, higher.http.body_timeout);
         over(&mut self.site, higher.site);
         over(&mut self.node, higher.node);
         over(&mut self.domain, higher.domain);
@@ -437,6 +456,17 @@ impl Layer {
             ));
         }
 
+        let header_timeout = required_duration(
+            "http.header_timeout",
+            self.http.header_timeout.as_deref(),
+            DEFAULT_HTTP_HEADER_TIMEOUT,
+        )?;
+        let body_timeout = required_duration(
+            "http.body_timeout",
+            self.http.body_timeout.as_deref(),
+            DEFAULT_HTTP_BODY_TIMEOUT,
+        )?;
+
         let site = non_empty("site", self.site.unwrap_or_else(|| "central".to_owned()))?;
         let node = non_empty(
             "node",
@@ -485,6 +515,8 @@ impl Layer {
             http: HttpConfig {
                 listen: http_listen,
                 webservice_path,
+                header_timeout,
+                body_timeout,
             },
             site,
             node,
@@ -729,6 +761,8 @@ mod tests {
         assert_eq!(c.site, "central");
         assert_eq!(c.domain, "master.domain");
         assert_eq!(c.http.webservice_path, "/webconsole/api");
+        assert_eq!(c.http.header_timeout, Duration::from_secs(10));
+        assert_eq!(c.http.body_timeout, Duration::from_secs(30));
         assert_eq!(c.sessions.ttl, Duration::from_secs(12 * 3600));
         assert_eq!(c.accounting.stale_after, Some(Duration::from_secs(7200)));
         assert_eq!(c.accounting.history_retention, None);
@@ -786,6 +820,11 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert_eq!(err.key, "accounting.stale_after");
+        let err = Layer::from_toml("[http]\nheader_timeout = \"0s\"")
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert_eq!(err.key, "http.header_timeout");
         let err = Layer::from_toml("bogus = 1").unwrap_err();
         assert!(err.problem.contains("bogus"), "{err}");
         let err = Layer::from_toml("site = \"x\"\n[http]\nlisten = 8080\n").unwrap_err();

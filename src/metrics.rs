@@ -104,6 +104,9 @@ pub struct Metrics {
     reaped: Counter,
     archived: Counter,
     store_errors: Counter,
+    /// 1 while the writer's last attempt to commit failed (it holds the batch and retries);
+    /// `/healthz` answers 503 meanwhile.
+    store_failing: Gauge,
     /// Per reason: UNIX seconds of the last log line, and drops since it.
     last_logged: [AtomicI64; 9],
     suppressed: [AtomicU64; 9],
@@ -178,6 +181,12 @@ impl Metrics {
             "Failed database transactions (retried)",
             store_errors.clone(),
         );
+        let store_failing = Gauge::default();
+        registry.register(
+            "store_failing",
+            "1 while the writer cannot commit (it holds its batch and retries)",
+            store_failing.clone(),
+        );
         for reason in DropReason::ALL {
             let _ = drops.get_or_create(&DropLabels { reason });
         }
@@ -192,6 +201,7 @@ impl Metrics {
             reaped,
             archived,
             store_errors,
+            store_failing,
             last_logged: Default::default(),
             suppressed: Default::default(),
         }
@@ -255,6 +265,15 @@ impl Metrics {
 
     pub fn store_error(&self) {
         self.store_errors.inc();
+    }
+
+    /// Whether the writer's last attempt to commit failed (set by the writer).
+    pub fn set_store_failing(&self, failing: bool) {
+        self.store_failing.set(i64::from(failing));
+    }
+
+    pub fn store_failing(&self) -> bool {
+        self.store_failing.get() != 0
     }
 
     /// The Prometheus text exposition.

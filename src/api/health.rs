@@ -1,5 +1,5 @@
-//! `GET /healthz` (200 when the database answers, 503 otherwise) and `GET /metrics`
-//! (Prometheus text). Neither needs a token.
+//! `GET /healthz` (200 when the database answers and the writer can commit, 503 otherwise)
+//! and `GET /metrics` (Prometheus text). Neither needs a token.
 
 use std::time::Duration;
 
@@ -21,6 +21,11 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    // A database can answer `SELECT 1` and still refuse writes: SQLite on a full disk, or
+    // while another process holds its write lock.
+    if state.metrics.store_failing() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n");
+    }
     match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ok\n"),
         Ok(Err(e)) => {

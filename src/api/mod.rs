@@ -5,6 +5,7 @@ pub mod graphql;
 pub mod health;
 pub mod negotiate;
 pub mod openapi;
+pub mod serve;
 pub mod web;
 pub mod web_sessions;
 
@@ -18,7 +19,7 @@ use axum::{Json, Router};
 
 use crate::auth::LoginLimiter;
 use crate::config::Config;
-use crate::events::{EventBus, LiveConnections};
+use crate::events::LiveConnections;
 use crate::metrics::Metrics;
 use crate::radius::clients::Clients;
 use crate::store::Store;
@@ -33,8 +34,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// RADIUS clients (for Disconnect-Requests).
     pub clients: Clients,
-    /// Committed session changes (GraphQL subscriptions).
-    pub events: EventBus,
+    /// Committed session changes with their rows (GraphQL subscriptions).
+    pub feed: graphql::feed::SessionFeed,
     /// This node's GraphQL WebSocket connections, closed when their web session closes.
     pub live: Arc<LiveConnections>,
 }
@@ -51,6 +52,10 @@ pub fn router(state: AppState) -> Router {
         .merge(web::router(&state.config.http.webservice_path))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            serve::body_deadline,
+        ))
         .with_state(state)
 }
 

@@ -289,8 +289,21 @@ impl Store {
         dispatch!(self, s => s.session_by_id(radacctid).await)
     }
 
-    pub async fn session_by_uid(&self, acctuniqueid: &str) -> Result<Option<SessionRow>> {
-        dispatch!(self, s => s.session_by_uid(acctuniqueid).await)
+    /// The rows of these sessions (by `acctuniqueid`), live or archived; unknown ones are
+    /// left out. The history is read only for those not found live (a late Stop of an
+    /// archived session), as on PostgreSQL it means a probe in every monthly partition.
+    pub async fn sessions_by_uids(&self, uids: &[String]) -> Result<Vec<SessionRow>> {
+        let mut rows = dispatch!(self, s => s.sessions_by_uids(uids, false).await)?;
+        if rows.len() < uids.len() {
+            let found: HashSet<&str> = rows.iter().map(|r| r.acctuniqueid.as_str()).collect();
+            let missing: Vec<String> = uids
+                .iter()
+                .filter(|u| !found.contains(u.as_str()))
+                .cloned()
+                .collect();
+            rows.extend(dispatch!(self, s => s.sessions_by_uids(&missing, true).await)?);
+        }
+        Ok(rows)
     }
 
     pub async fn node_heartbeat(&self, node: &str, site: &str, now: i64) -> Result<()> {
@@ -366,8 +379,8 @@ impl Store {
 
     pub async fn close(&self) {
         match self {
-            Store::Sqlite(s) => s.pool.close().await,
-            Store::Postgres(s) => s.pool.close().await,
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
         }
     }
 }

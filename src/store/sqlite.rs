@@ -26,7 +26,11 @@ const REAP_CHUNK: i64 = 5_000;
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// API queries, the reaper, the archiver, web sessions.
     pub(crate) pool: SqlitePool,
+    /// The writer's own connection, so accounting never queues for a connection behind API
+    /// requests (SQLite's write lock still orders it with the other writes).
+    writer: SqlitePool,
 }
 
 /// The stage's events as rows: `e(t, uid, ...)`.
@@ -67,9 +71,20 @@ const START: &str = concat!(
     columns!(),
     "SELECT sid, uid, username, NULL, nas, port_id, port_type, t, t, NULL, 0, authentic, \
      connect_info, NULL, 0, 0, called, calling, NULL, service, protocol, ip, ip6, prefix6, ifid, \
-     delegated6, class, interim_interval FROM e WHERE true \
+     delegated6, class, interim_interval FROM e \
+     WHERE NOT EXISTS (SELECT 1 FROM radacct_history h WHERE h.acctuniqueid = e.uid \
+       AND h.acctstarttime = e.t) \
      ON CONFLICT (acctuniqueid) DO UPDATE SET acctstarttime = excluded.acctstarttime, \
      acctupdatetime = excluded.acctupdatetime, connectinfo_start = excluded.connectinfo_start"
+);
+
+/// A repeated Start (same session, same event time) of a session already archived: rewrites
+/// what a duplicate Start rewrites, in `radacct_history`, instead of re-opening the session.
+const START_ARCHIVED: &str = concat!(
+    events!(),
+    "UPDATE radacct_history SET acctstarttime = e.t, acctupdatetime = e.t, \
+     connectinfo_start = e.connect_info FROM e \
+     WHERE radacct_history.acctuniqueid = e.uid AND radacct_history.acctstarttime = e.t"
 );
 
 /// Interim-Update of an open session.
@@ -157,6 +172,27 @@ const CLOSE_STALE: &str = "UPDATE radacct SET \
          ELSE ?2 END \
        LIMIT ?3)";
 
+async fn open_pool(options: SqliteConnectOptions, size: u32) -> Result<SqlitePool> {
+    Ok(SqlitePoolOptions::new()
+        .max_connections(size)
+        // A write that fails with SQLITE_FULL (disk full) can make SQLite roll the whole
+        // transaction back by itself; sqlx's ROLLBACK then fails and it keeps counting the
+        // connection as inside a transaction, so its next `begin` only opens a SAVEPOINT,
+        // and after one more failure a transaction stays open for good: later "commits" on
+        // that connection commit nothing (packets were answered for data that was never
+        // stored) while its write lock locks out every other connection. Such a
+        // connection is closed (which rolls back whatever it holds) instead of reused.
+        .before_acquire(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Connection;
+                Ok(!conn.is_in_transaction())
+            })
+        })
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await?)
+}
+
 impl SqliteStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -165,12 +201,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool })
+        let pool = open_pool(options.clone(), POOL_SIZE).await?;
+        let writer = open_pool(options, 1).await?;
+        Ok(Self { pool, writer })
+    }
+
+    /// Closes both pools.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -186,7 +225,7 @@ impl SqliteStore {
     }
 
     pub async fn apply(&self, plan: &Plan<'_>, domain: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if !plan.usernames.is_empty() {
             sqlx::query(NEW_USERS)
                 .bind(new_users_json(&plan.usernames))
@@ -276,10 +315,19 @@ impl SqliteStore {
 
 async fn apply_stage(tx: &mut sqlx::SqliteConnection, stage: &Stage<'_>) -> Result<()> {
     if !stage.starts.is_empty() {
-        sqlx::query(START)
-            .bind(events_json(&stage.starts))
+        let json = events_json(&stage.starts);
+        let stored = sqlx::query(START)
+            .bind(&json)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        // Every Start inserts or updates a row, unless its session is archived.
+        if stored < stage.starts.len() as u64 {
+            sqlx::query(START_ARCHIVED)
+                .bind(&json)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     if !stage.interims.is_empty() {
         let json = events_json(&stage.interims);
@@ -554,15 +602,25 @@ impl SqliteStore {
         row.map(|r| Ok(session_row!(r))).transpose()
     }
 
-    pub async fn session_by_uid(&self, acctuniqueid: &str) -> Result<Option<SessionRow>> {
-        let row = sqlx::query(&format!(
-            "{SESSION_ROW}FROM radacct WHERE acctuniqueid = ?1 \
-             UNION ALL {SESSION_ROW}FROM radacct_history WHERE acctuniqueid = ?1 LIMIT 1"
+    /// The rows of these sessions, from `radacct` or (`archived`) from `radacct_history`.
+    pub async fn sessions_by_uids(
+        &self,
+        uids: &[String],
+        archived: bool,
+    ) -> Result<Vec<SessionRow>> {
+        let table = if archived {
+            "radacct_history"
+        } else {
+            "radacct"
+        };
+        let json = serde_json::to_string(uids).expect("strings serialise");
+        let rows = sqlx::query(&format!(
+            "{SESSION_ROW}FROM {table} WHERE acctuniqueid IN (SELECT value FROM json_each(?1))"
         ))
-        .bind(acctuniqueid)
-        .fetch_optional(&self.pool)
+        .bind(json)
+        .fetch_all(&self.pool)
         .await?;
-        row.map(|r| Ok(session_row!(r))).transpose()
+        rows.iter().map(|r| Ok(session_row!(r))).collect()
     }
 }
 

@@ -4,8 +4,9 @@
 //! Batching is adaptive: the writer takes whatever has queued while the previous commit ran
 //! (at most [`MAX_BATCH`]), so a lone packet is committed at once and a busy NAS fleet gets
 //! large batches. When the database fails, the writer keeps the batch and retries it with
-//! backoff; the queue fills, the listener drops what does not fit (counted), and no NAS is
-//! answered for anything not committed. An event the database refuses for good is isolated by
+//! backoff (and `/healthz` says 503 until a commit succeeds again); the queue fills, the
+//! listener drops what does not fit (counted), and no NAS is answered for anything not
+//! committed. An event the database refuses for good is isolated by
 //! retrying the batch one event at a time, logged, counted and never answered.
 
 use std::collections::{HashMap, HashSet};
@@ -55,8 +56,9 @@ pub fn queue() -> (JobSender, mpsc::Receiver<Job>) {
 /// its own connection, so the database works on one batch while the next one is sent. Batches in
 /// flight together never touch the same session: an event whose session is in a batch still in
 /// flight waits (with every later event of that session), so each session's events still apply in
-/// arrival order. Accounting-On/Off closes sessions of a whole NAS, so a batch holding one is
-/// only started when nothing else is in flight, and nothing starts until it has committed.
+/// arrival order. Accounting-On/Off closes every session of one NAS: it waits until no batch in
+/// flight holds anything of that NAS, and that NAS's later events wait until it has committed;
+/// other NASes go on meanwhile (closing 100,000 sessions takes seconds on PostgreSQL).
 pub async fn run(
     store: Store,
     domain: String,
@@ -76,20 +78,19 @@ pub async fn run(
     // Received, not yet in a batch, in arrival order.
     let mut pending: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut in_flight: JoinSet<()> = JoinSet::new();
-    let mut sessions_in_flight: HashMap<task::Id, HashSet<u64>> = HashMap::new();
-    let mut exclusive_in_flight = false;
+    let mut claims_of: HashMap<task::Id, Claims> = HashMap::new();
+    let mut busy = Busy::default();
     let mut open = true;
     loop {
         // Start every batch that may start now.
-        while in_flight.len() < depth && !exclusive_in_flight {
-            let busy = |key| sessions_in_flight.values().any(|s| s.contains(&key));
-            let Some(batch) = take_batch(&mut pending, busy, in_flight.is_empty()) else {
+        while in_flight.len() < depth {
+            let Some(batch) = take_batch(&mut pending, &busy) else {
                 break;
             };
-            exclusive_in_flight = batch.exclusive;
+            busy.claim(&batch.claims);
             let ctx = ctx.clone();
             let handle = in_flight.spawn(async move { ctx.commit_and_answer(batch.jobs).await });
-            sessions_in_flight.insert(handle.id(), batch.sessions);
+            claims_of.insert(handle.id(), batch.claims);
         }
         ctx.metrics.set_queue_depth(rx.len() + pending.len());
         if !open && pending.is_empty() && in_flight.is_empty() {
@@ -112,8 +113,9 @@ pub async fn run(
                         e.id()
                     }
                 };
-                sessions_in_flight.remove(&id);
-                exclusive_in_flight = false;
+                if let Some(claims) = claims_of.remove(&id) {
+                    busy.release(&claims);
+                }
             }
         }
     }
@@ -129,57 +131,114 @@ impl AsRef<Event> for Job {
 /// Jobs that go to the database together.
 struct Batch<J> {
     jobs: Vec<J>,
-    /// Hashes of the batch's `acctuniqueid`s.
-    sessions: HashSet<u64>,
-    /// Holds an Accounting-On/Off: nothing else may be in flight with it.
-    exclusive: bool,
+    claims: Claims,
 }
 
-/// Takes from `pending`, in order, the jobs that may be committed now: at most [`MAX_BATCH`],
-/// none of a session in flight, none after a job that has to wait for its session, and an
-/// Accounting-On/Off (with what follows it) only when `idle` (nothing in flight).
-fn take_batch<J: AsRef<Event>>(
-    pending: &mut Vec<J>,
-    in_flight: impl Fn(u64) -> bool,
-    idle: bool,
-) -> Option<Batch<J>> {
+/// What one batch touches, so that batches in flight together never race each other.
+#[derive(Debug, Default, PartialEq)]
+struct Claims {
+    /// Hashes of its sessions' `acctuniqueid`s.
+    sessions: HashSet<u64>,
+    /// Every NAS it holds an event of.
+    nases: HashSet<String>,
+    /// The NASes it sends Accounting-On/Off for (it closes their sessions).
+    reboots: HashSet<String>,
+}
+
+/// The claims of every batch in flight, together.
+#[derive(Debug, Default)]
+struct Busy {
+    /// Disjoint across batches, so one set is enough.
+    sessions: HashSet<u64>,
+    /// How many batches in flight hold an event of each NAS.
+    nases: HashMap<String, usize>,
+    /// NASes with an Accounting-On/Off in flight.
+    rebooting: HashSet<String>,
+}
+
+impl Busy {
+    fn claim(&mut self, claims: &Claims) {
+        self.sessions.extend(&claims.sessions);
+        for nas in &claims.nases {
+            *self.nases.entry(nas.clone()).or_default() += 1;
+        }
+        self.rebooting.extend(claims.reboots.iter().cloned());
+    }
+
+    fn release(&mut self, claims: &Claims) {
+        for key in &claims.sessions {
+            self.sessions.remove(key);
+        }
+        for nas in &claims.nases {
+            if let Some(n) = self.nases.get_mut(nas) {
+                *n -= 1;
+                if *n == 0 {
+                    self.nases.remove(nas);
+                }
+            }
+        }
+        for nas in &claims.reboots {
+            self.rebooting.remove(nas);
+        }
+    }
+}
+
+/// Takes from `pending`, in order, the jobs that may be committed now: at most [`MAX_BATCH`];
+/// none of a session in flight or of a NAS whose Accounting-On/Off is in flight or waiting; an
+/// Accounting-On/Off only when nothing of its NAS is in flight or waiting before it. Whatever
+/// waits keeps its place, and so does everything after it that depends on it.
+fn take_batch<J: AsRef<Event>>(pending: &mut Vec<J>, busy: &Busy) -> Option<Batch<J>> {
     if pending.is_empty() {
         return None;
     }
     let mut batch = Batch {
         jobs: Vec::with_capacity(pending.len()),
-        sessions: HashSet::new(),
-        exclusive: false,
+        claims: Claims::default(),
     };
     // Sessions with a job left waiting: their later jobs wait too.
-    let mut waiting: HashSet<u64> = HashSet::new();
+    let mut waiting_sessions: HashSet<u64> = HashSet::new();
+    // NASes with a job left waiting: a later Accounting-On/Off of theirs waits too.
+    let mut waiting_nases: HashSet<String> = HashSet::new();
+    // NASes whose Accounting-On/Off waits: everything later of theirs waits too.
+    let mut waiting_reboots: HashSet<String> = HashSet::new();
     let mut kept = Vec::with_capacity(pending.len());
-    let mut barrier = false;
     for job in pending.drain(..) {
-        if barrier || batch.jobs.len() == MAX_BATCH {
+        if batch.jobs.len() == MAX_BATCH {
             kept.push(job);
             continue;
         }
-        match job.as_ref() {
+        let go = match job.as_ref() {
             Event::Session(e) => {
                 let key = session_key(&e.uid);
-                if waiting.contains(&key) || in_flight(key) {
-                    waiting.insert(key);
-                    kept.push(job);
+                let wait = waiting_sessions.contains(&key)
+                    || busy.sessions.contains(&key)
+                    || waiting_reboots.contains(&e.nas)
+                    || busy.rebooting.contains(&e.nas);
+                if wait {
+                    waiting_sessions.insert(key);
+                    waiting_nases.insert(e.nas.clone());
                 } else {
-                    batch.sessions.insert(key);
-                    batch.jobs.push(job);
+                    batch.claims.sessions.insert(key);
+                    batch.claims.nases.insert(e.nas.clone());
                 }
+                !wait
             }
-            Event::NasReboot(_) if idle => {
-                batch.exclusive = true;
-                batch.jobs.push(job);
+            Event::NasReboot(r) => {
+                let wait = waiting_nases.contains(&r.nas) || busy.nases.contains_key(&r.nas);
+                if wait {
+                    waiting_nases.insert(r.nas.clone());
+                    waiting_reboots.insert(r.nas.clone());
+                } else {
+                    batch.claims.nases.insert(r.nas.clone());
+                    batch.claims.reboots.insert(r.nas.clone());
+                }
+                !wait
             }
-            Event::NasReboot(_) => {
-                // It must see everything before it committed, and what follows it must wait.
-                barrier = true;
-                kept.push(job);
-            }
+        };
+        if go {
+            batch.jobs.push(job);
+        } else {
+            kept.push(job);
         }
     }
     *pending = kept;
@@ -271,6 +330,7 @@ impl Committer {
             match store.apply(events, domain).await {
                 Ok(()) => {
                     metrics.batch_committed(events.len(), started.elapsed().as_secs_f64());
+                    metrics.set_store_failing(false);
                     if logged {
                         tracing::info!("database is back; accounting resumed");
                     }
@@ -287,6 +347,7 @@ impl Committer {
                 }
                 Err(e) => {
                     metrics.store_error();
+                    metrics.set_store_failing(true);
                     if !logged {
                         tracing::error!(error = %e, "cannot commit accounting; holding the batch and retrying (packets are not answered meanwhile)");
                         logged = true;
@@ -318,11 +379,24 @@ mod tests {
     use crate::store::tests::ev;
 
     fn reboot() -> Event {
+        reboot_of("127.0.0.1")
+    }
+
+    fn reboot_of(nas: &str) -> Event {
         Event::NasReboot(NasReboot {
-            nas: "127.0.0.1".into(),
+            nas: nas.into(),
             t: 1,
             cause: "NAS-Reboot".into(),
         })
+    }
+
+    /// A session event of another NAS than `ev`'s 127.0.0.1.
+    fn ev_of(nas: &str, kind: crate::radius::accounting::SessionKind, uid: &str) -> Event {
+        let mut e = ev(kind, uid);
+        if let Event::Session(s) = &mut e {
+            s.nas = nas.into();
+        }
+        e
     }
 
     fn uids(events: &[Event]) -> Vec<&str> {
@@ -335,41 +409,104 @@ mod tests {
             .collect()
     }
 
+    fn in_flight(batches: &[&Claims]) -> Busy {
+        let mut busy = Busy::default();
+        for claims in batches {
+            busy.claim(claims);
+        }
+        busy
+    }
+
     #[test]
     fn with_nothing_in_flight_everything_goes_in_one_batch() {
         let mut pending = vec![ev(Start, "a"), ev(Interim, "a"), reboot(), ev(Stop, "b")];
-        let batch = take_batch(&mut pending, |_| false, true).expect("a batch");
+        let batch = take_batch(&mut pending, &Busy::default()).expect("a batch");
         assert_eq!(uids(&batch.jobs), ["a", "a", "reboot", "b"]);
-        assert!(batch.exclusive, "it holds an Accounting-On/Off");
+        assert_eq!(
+            batch.claims.reboots,
+            HashSet::from(["127.0.0.1".to_owned()])
+        );
         assert!(pending.is_empty());
     }
 
     #[test]
     fn a_session_in_flight_waits_with_all_its_later_events() {
-        let busy = session_key("a");
+        let first = take_batch(&mut vec![ev(Start, "a")], &Busy::default()).expect("a batch");
         let mut pending = vec![
             ev(Interim, "a"),
             ev(Start, "b"),
             ev(Stop, "a"),
             ev(Stop, "b"),
         ];
-        let batch = take_batch(&mut pending, |k| k == busy, false).expect("a batch");
+        let batch = take_batch(&mut pending, &in_flight(&[&first.claims])).expect("a batch");
         assert_eq!(uids(&batch.jobs), ["b", "b"]);
-        assert!(!batch.exclusive);
-        assert_eq!(batch.sessions, HashSet::from([session_key("b")]));
+        assert_eq!(batch.claims.sessions, HashSet::from([session_key("b")]));
+        assert!(batch.claims.reboots.is_empty());
         assert_eq!(uids(&pending), ["a", "a"], "kept, in arrival order");
     }
 
     #[test]
-    fn an_accounting_on_waits_for_the_batches_in_flight_and_holds_back_what_follows() {
-        let mut pending = vec![ev(Start, "a"), reboot(), ev(Start, "b")];
-        let batch = take_batch(&mut pending, |_| false, false).expect("a batch");
-        assert_eq!(uids(&batch.jobs), ["a"]);
-        assert_eq!(uids(&pending), ["reboot", "b"]);
-        assert!(take_batch(&mut pending, |_| false, false).is_none());
-        let batch = take_batch(&mut pending, |_| false, true).expect("once idle");
-        assert_eq!(uids(&batch.jobs), ["reboot", "b"]);
-        assert!(batch.exclusive);
+    fn an_accounting_on_waits_for_its_nas_in_flight_and_holds_back_that_nas_only() {
+        let first = take_batch(&mut vec![ev(Start, "a")], &Busy::default()).expect("a batch");
+        let busy = in_flight(&[&first.claims]);
+        let mut pending = vec![
+            ev(Start, "b"),
+            reboot(),
+            ev(Start, "c"),
+            ev_of("192.0.2.9", Start, "other"),
+        ];
+        let batch = take_batch(&mut pending, &busy).expect("a batch");
+        assert_eq!(uids(&batch.jobs), ["b", "other"], "another NAS goes on");
+        assert_eq!(uids(&pending), ["reboot", "c"]);
+        let busy = in_flight(&[&first.claims, &batch.claims]);
+        assert!(take_batch(&mut pending, &busy).is_none());
+        let batch = take_batch(&mut pending, &Busy::default()).expect("once its NAS is idle");
+        assert_eq!(uids(&batch.jobs), ["reboot", "c"]);
+    }
+
+    #[test]
+    fn while_an_accounting_on_is_in_flight_only_other_nases_go() {
+        let storm = take_batch(&mut vec![reboot()], &Busy::default()).expect("a batch");
+        let busy = in_flight(&[&storm.claims]);
+        let mut pending = vec![
+            ev(Start, "a"),
+            ev_of("192.0.2.9", Start, "other"),
+            ev(Stop, "b"),
+            ev_of("192.0.2.9", Stop, "other"),
+        ];
+        let batch = take_batch(&mut pending, &busy).expect("a batch");
+        assert_eq!(uids(&batch.jobs), ["other", "other"]);
+        assert_eq!(uids(&pending), ["a", "b"]);
+        let mut busy = in_flight(&[&storm.claims, &batch.claims]);
+        busy.release(&storm.claims);
+        let batch = take_batch(&mut pending, &busy).expect("after the storm committed");
+        assert_eq!(uids(&batch.jobs), ["a", "b"]);
+    }
+
+    #[test]
+    fn an_accounting_on_waits_for_an_earlier_waiting_event_of_its_nas() {
+        let first = take_batch(&mut vec![ev(Start, "a")], &Busy::default()).expect("a batch");
+        let mut busy = in_flight(&[&first.claims]);
+        // Only the session is busy: the NAS counter says nothing of 127.0.0.1.
+        busy.nases.clear();
+        let mut pending = vec![ev(Stop, "a"), reboot(), ev_of("192.0.2.9", Start, "x")];
+        let batch = take_batch(&mut pending, &busy).expect("a batch");
+        assert_eq!(uids(&batch.jobs), ["x"]);
+        assert_eq!(
+            uids(&pending),
+            ["a", "reboot"],
+            "the reboot stays after the Stop"
+        );
+    }
+
+    #[test]
+    fn released_claims_leave_nothing_busy() {
+        let a = take_batch(&mut vec![ev(Start, "a"), reboot()], &Busy::default()).expect("a");
+        let b = take_batch(&mut vec![ev_of("192.0.2.9", Start, "b")], &Busy::default()).expect("b");
+        let mut busy = in_flight(&[&a.claims, &b.claims]);
+        busy.release(&a.claims);
+        busy.release(&b.claims);
+        assert!(busy.sessions.is_empty() && busy.nases.is_empty() && busy.rebooting.is_empty());
     }
 
     #[test]
@@ -377,9 +514,9 @@ mod tests {
         let mut pending: Vec<Event> = (0..MAX_BATCH + 5)
             .map(|i| ev(Start, &i.to_string()))
             .collect();
-        let batch = take_batch(&mut pending, |_| false, true).expect("a batch");
+        let batch = take_batch(&mut pending, &Busy::default()).expect("a batch");
         assert_eq!(batch.jobs.len(), MAX_BATCH);
         assert_eq!(pending.len(), 5);
-        assert!(take_batch(&mut Vec::<Event>::new(), |_| false, true).is_none());
+        assert!(take_batch(&mut Vec::<Event>::new(), &Busy::default()).is_none());
     }
 }

@@ -237,14 +237,66 @@ async fn every_endpoint_rejects_bad_input_with_a_clear_4xx_and_writes_nothing(ba
         row("graphql: a JSON array (batch)", "POST", "/graphql", 400)
             .token(token)
             .json(format!("[{}]", seed(uid))),
-        row("graphql: form body", "POST", "/graphql", 400)
+        // Only application/json is GraphQL over HTTP here: anything else is 415, not executed.
+        row("graphql: form body", "POST", "/graphql", 415)
             .token(token)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body("query=%7B__typename%7D"),
-        row("graphql: XML body", "POST", "/graphql", 400)
+        row("graphql: XML body", "POST", "/graphql", 415)
             .token(token)
             .header("Content-Type", "application/xml")
             .body("<query>{ __typename }</query>"),
+        row("graphql: no Content-Type", "POST", "/graphql", 415)
+            .token(token)
+            .body(seed(uid)),
+        row("graphql: text/plain JSON", "POST", "/graphql", 415)
+            .token(token)
+            .header("Content-Type", "text/plain")
+            .body(seed(uid)),
+        row("graphql: application/graphql", "POST", "/graphql", 415)
+            .token(token)
+            .header("Content-Type", "application/graphql")
+            .body("{ __typename }"),
+        row("graphql: application/graphql-response+json", "POST", "/graphql", 415)
+            .token(token)
+            .header("Content-Type", "application/graphql-response+json")
+            .body(seed(uid)),
+        row("graphql: application/jsonp", "POST", "/graphql", 415)
+            .token(token)
+            .header("Content-Type", "application/jsonp")
+            .body(seed(uid)),
+        row("graphql: JSON in Latin-1", "POST", "/graphql", 415)
+            .token(token)
+            .header("Content-Type", "application/json; charset=iso-8859-1")
+            .body(seed(uid)),
+        row("graphql: two Content-Types", "POST", "/graphql", 415)
+            .token(token)
+            .header("Content-Type", "application/json")
+            .header("Content-Type", "text/plain")
+            .body(seed(uid)),
+        row("graphql: Content-Type not UTF-8", "POST", "/graphql", 415)
+            .token(token)
+            .header("Content-Type", b"application/json\xff")
+            .body(seed(uid)),
+        row("graphql: empty Content-Type", "POST", "/graphql", 415)
+            .token(token)
+            .header("Content-Type", "")
+            .body(seed(uid)),
+        row("graphql: mutation as text/plain with a valid token", "POST", "/graphql", 415)
+            .token(token)
+            .header("Content-Type", "text/plain")
+            .body(gql_body("mutation { disconnectSession(id: 1) { result } }")),
+        row("graphql: form body without a token", "POST", "/graphql", 415)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("query=%7B__typename%7D"),
+        row("getOnlineSessions: form body", "POST", "/getOnlineSessions", 415)
+            .token(token)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("query={}", seed(uid))),
+        row("graphql: APPLICATION/JSON; charset=\"UTF-8\" is JSON", "POST", "/graphql", 200)
+            .token(token)
+            .header("Content-Type", "APPLICATION/JSON; charset=\"UTF-8\"")
+            .body(seed(uid)),
         row("graphql: over 1 MiB", "POST", "/graphql", 413).token(token).json(&big_json),
         row("graphql: over 1 MiB without a token", "POST", "/graphql", 413).json(&big_json),
         row("graphql: over 1 MiB chunked", "POST", "/graphql", 413)

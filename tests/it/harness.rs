@@ -101,6 +101,17 @@ impl TestDb {
         }
     }
 
+    /// An SQLite database at `path`, in a directory the caller owns (e.g. a small file system
+    /// mounted for the test).
+    pub fn sqlite_at(path: &std::path::Path) -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            url: format!("sqlite://{}", path.display()),
+            pg_name: None,
+            _dir: None,
+        }
+    }
+
     pub fn pg_name(&self) -> Option<&str> {
         self.pg_name.as_deref()
     }

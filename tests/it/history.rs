@@ -123,6 +123,34 @@ async fn late_packets_for_archived_sessions_add_no_second_row(backend: Backend) 
     closed_session(&app, "late", "gone", t - 5000, t - 4000).await;
     assert_eq!(archive(&app, 1000, None).await, 1);
     let nas = app.nas();
+    // The same Start again (a NAS or proxy replaying it): as for a stopped session, it rewrites
+    // only the start data, where the session is; it does not re-open it.
+    nas.send(
+        nas.session(status::START, "late", "gone")
+            .u32(dict::EVENT_TIMESTAMP, t - 5000)
+            .string(dict::CONNECT_INFO, "replayed"),
+    )
+    .await;
+    assert!(
+        app.sessions().await.is_empty(),
+        "a repeated Start re-opened an archived session"
+    );
+    let history = app.rows("radacct_history").await;
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].connectinfo_start.as_deref(), Some("replayed"));
+    assert_eq!(
+        history[0].acctstoptime,
+        Some(i64::from(t - 4000)),
+        "still stopped"
+    );
+    // A Start of another session of the same user is a new session, stored live.
+    nas.send(
+        nas.session(status::START, "late", "new")
+            .u32(dict::EVENT_TIMESTAMP, t - 100),
+    )
+    .await;
+    assert_eq!(app.session("new").await.acctstoptime, None);
+    app.execute("DELETE FROM radacct").await;
     nas.send(
         nas.session(status::INTERIM_UPDATE, "late", "gone")
             .u32(dict::EVENT_TIMESTAMP, t - 4500)

@@ -656,3 +656,86 @@ async fn many_sessions_in_one_burst_are_all_stored(backend: Backend) {
     assert_eq!(app.user_logins().await.len(), 20);
     app.stop().await;
 }
+
+/// PostgreSQL commits two batches at once. An Accounting-On that takes long (here: stuck on a
+/// row lock another client holds on one of its NAS's sessions, as closing 100,000 sessions
+/// takes seconds) holds back only its own NAS: another NAS is answered meanwhile, and the
+/// rebooting NAS's next packet is answered only after the Accounting-On has committed.
+/// (SQLite has one writer: there everything waits its turn.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_accounting_on_holds_back_its_own_nas_only() {
+    let app = spawn_app(Backend::Postgres).await;
+    let nas = app.nas();
+    nas.send(
+        nas.session(status::START, "ivy", "rebooting-1")
+            .u32(dict::EVENT_TIMESTAMP, t0()),
+    )
+    .await;
+
+    let db = sqlx::PgPool::connect(&app.db.url).await.expect("connect");
+    let mut lock = db.begin().await.expect("begin");
+    sqlx::query("SELECT radacctid FROM radacct WHERE acctsessionid = 'rebooting-1' FOR UPDATE")
+        .fetch_one(&mut *lock)
+        .await
+        .expect("lock the session's row");
+
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let on = nas
+        .request(status::ACCOUNTING_ON)
+        .ipv4(dict::NAS_IP_ADDRESS, [192, 0, 2, 1].into())
+        .u32(dict::EVENT_TIMESTAMP, t0() + 100)
+        .encode();
+    assert!(
+        nas.send_on(&socket, &on, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "answered before its UPDATE could run"
+    );
+
+    // Another NAS is served while the Accounting-On waits.
+    nas.send(
+        nas.request(status::START)
+            .string(dict::USER_NAME, "jon")
+            .string(dict::ACCT_SESSION_ID, "other-nas")
+            .ipv4(dict::NAS_IP_ADDRESS, [192, 0, 2, 99].into())
+            .u32(dict::EVENT_TIMESTAMP, t0() + 101),
+    )
+    .await;
+    assert_eq!(app.session("other-nas").await.acctstoptime, None);
+
+    // The rebooting NAS's next session waits for its Accounting-On.
+    let after = nas
+        .session(status::START, "ivy", "rebooting-2")
+        .u32(dict::EVENT_TIMESTAMP, t0() + 102)
+        .encode();
+    let after_socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    assert!(
+        nas.send_on(&after_socket, &after, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "a packet after the Accounting-On was answered before it"
+    );
+
+    lock.rollback().await.expect("release the lock");
+    assert!(
+        nas.send_on(&socket, &on, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the Accounting-On was not answered once the lock was gone"
+    );
+    assert!(
+        nas.send_on(&after_socket, &after, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the packet after it was not answered"
+    );
+    let closed = app.session("rebooting-1").await;
+    assert_eq!(closed.acctstoptime, Some(i64::from(t0() + 100)));
+    assert_eq!(
+        app.session("rebooting-2").await.acctstoptime,
+        None,
+        "opened after the reboot"
+    );
+    db.close().await;
+    app.stop().await;
+}

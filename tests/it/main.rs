@@ -17,4 +17,5 @@ mod history;
 mod ingest;
 mod outage;
 mod radclient;
+mod slow_http;
 mod web_sessions;

@@ -2,8 +2,12 @@
 //! `GET /graphql`, subscriptions over WebSocket at `/graphql/ws` (graphql-transport-ws, token in
 //! the `connection_init` payload). async-graphql answers 200 for everything; here every error
 //! class gets its HTTP status (SPEC §4) and the body is always a GraphQL response object.
+//! A POST whose `Content-Type` is not `application/json` is 415 and is not looked at further.
 
+pub mod feed;
 pub mod schema;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
 use async_graphql::parser::types::OperationType;
@@ -12,7 +16,7 @@ use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -84,12 +88,41 @@ fn code_of(e: &ServerError) -> Option<String> {
         })
 }
 
+/// Whether a request body is declared as JSON: exactly one `Content-Type`, `application/json`
+/// (any case), with no charset or `charset=utf-8` (GraphQL over HTTP: JSON is UTF-8).
+fn is_json(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        && parts.all(|p| match p.split_once('=') {
+            Some((name, v)) if name.trim().eq_ignore_ascii_case("charset") => {
+                v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            Some(_) => true,
+            None => p.trim().is_empty(),
+        })
+}
+
 async fn graphql(
     State(state): State<AppState>,
     Extension(schema): Extension<RadacctSchema>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if !is_json(&headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Code::BadRequest,
+            "the body must be JSON, sent with Content-Type: application/json",
+        );
+    }
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -210,6 +243,7 @@ struct Registration {
 /// graphql-transport-ws (and the older graphql-ws): the token comes in `connection_init`'s
 /// payload as `{"Authtoken": "..."}`. Each authenticated connection is recorded in
 /// `ws_connections` (web-session API) and closes when its web session closes on any node.
+/// A connection whose `connection_init` has not come within `http.header_timeout` is closed.
 async fn websocket(
     State(state): State<AppState>,
     Extension(schema): Extension<RadacctSchema>,
@@ -221,9 +255,12 @@ async fn websocket(
         .on_upgrade(move |stream| async move {
             let cancel = tokio_util::sync::CancellationToken::new();
             let registration = std::sync::Arc::new(std::sync::Mutex::new(None::<Registration>));
+            let initialized = std::sync::Arc::new(AtomicBool::new(false));
+            let init_deadline = tokio::time::sleep(state.config.http.header_timeout);
             let init_state = state.clone();
             let init_cancel = cancel.clone();
             let init_registration = registration.clone();
+            let init_done = initialized.clone();
             let serve = GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let token = payload
@@ -268,16 +305,25 @@ async fn websocket(
                     let mut data = Data::default();
                     data.insert(init_state.clone());
                     data.insert::<Option<Principal>>(principal);
+                    init_done.store(true, Ordering::Release);
                     Ok(data)
                 })
                 .serve();
             tokio::pin!(serve);
+            tokio::pin!(init_deadline);
             let mut recheck = tokio::time::interval(WS_RECHECK);
             recheck.tick().await;
             loop {
                 tokio::select! {
                     _ = &mut serve => break,
                     _ = cancel.cancelled() => break,
+                    // A connection that never says who it is does not hold a socket forever.
+                    // (The condition is read when the select starts: read it again.)
+                    _ = &mut init_deadline, if !initialized.load(Ordering::Acquire) => {
+                        if !initialized.load(Ordering::Acquire) {
+                            break;
+                        }
+                    }
                     _ = recheck.tick() => {
                         let current = registration.lock().unwrap_or_else(|e| e.into_inner()).clone();
                         if let Some(r) = current {

@@ -9,7 +9,6 @@ use futures_util::stream::{self, Stream, StreamExt};
 
 use crate::api::AppState;
 use crate::auth::Principal;
-use crate::events::SessionChange;
 use crate::store::sessions::{After, OnlineFilter, SessionRow};
 use crate::store::users::UserRow;
 
@@ -612,12 +611,11 @@ impl SubscriptionRoot {
                 None
             }
         };
-        let st = state(ctx).clone();
-        let changes = st.events.subscribe();
-        Ok(stream::unfold(changes, |mut rx| async move {
+        let items = state(ctx).feed.subscribe();
+        Ok(stream::unfold(items, |mut rx| async move {
             loop {
                 match rx.recv().await {
-                    Ok(change) => return Some((change, rx)),
+                    Ok(item) => return Some((item, rx)),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "a sessionEvents subscriber fell behind");
                     }
@@ -625,20 +623,14 @@ impl SubscriptionRoot {
                 }
             }
         })
-        .filter(move |c: &SessionChange| {
-            std::future::ready(login.as_ref().is_none_or(|l| c.username == *l))
-        })
-        .filter_map(move |c| {
-            let store = st.store.clone();
-            async move {
-                let row = store.session_by_uid(&c.uid).await.ok()??;
-                let kind = match c.kind {
-                    crate::events::ChangeKind::Start => SessionEventKind::Start,
-                    crate::events::ChangeKind::Update => SessionEventKind::Update,
-                    crate::events::ChangeKind::Stop => SessionEventKind::Stop,
-                };
-                Some(SessionEvent { kind, session: row })
-            }
+        .filter(move |item| std::future::ready(login.as_ref().is_none_or(|l| item.username == *l)))
+        .map(|item| SessionEvent {
+            kind: match item.kind {
+                crate::events::ChangeKind::Start => SessionEventKind::Start,
+                crate::events::ChangeKind::Update => SessionEventKind::Update,
+                crate::events::ChangeKind::Stop => SessionEventKind::Stop,
+            },
+            session: item.session.clone(),
         }))
     }
 }
