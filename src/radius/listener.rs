@@ -119,10 +119,11 @@ impl Listener {
             Request::StatusServer => {
                 // RFC 5997 §3: answer on the accounting port with an Accounting-Response.
                 let response = packet::accounting_response(&header, secret);
+                // Counted before it is sent: whoever gets the answer finds it counted.
+                self.metrics.packet("Status-Server", "acked");
                 if let Err(e) = self.socket.try_send_to(&response, peer) {
                     tracing::debug!(%peer, error = %e, "could not answer Status-Server");
                 }
-                self.metrics.packet("Status-Server", "acked");
                 return;
             }
             Request::Accounting(p) => p,
@@ -138,10 +139,10 @@ impl Listener {
             }
             Seen::Full => return self.metrics.drop_packet(DropReason::QueueFull, peer),
             Seen::Answered(response) => {
+                self.metrics.retransmit_answered();
                 if let Err(e) = self.socket.try_send_to(&response, peer) {
                     tracing::debug!(%peer, error = %e, "could not resend Accounting-Response");
                 }
-                self.metrics.retransmit_answered();
                 return;
             }
         }
