@@ -175,6 +175,9 @@ impl App {
             metrics.clone(),
             shutdown.clone(),
         ));
+        if let Store::Sqlite(sqlite) = &store {
+            background.spawn(sqlite.clone().checkpoint_wal(shutdown.clone()));
+        }
         if let Store::Postgres(pg) = &store {
             background.spawn(pg.clone().relay_events(
                 events.clone(),

@@ -6,7 +6,7 @@ use radacctd::metrics::DropReason;
 use radacctd::radius::dict::{self, status};
 
 use crate::both_backends;
-use crate::harness::{spawn_app, Backend, Nas};
+use crate::harness::{eventually, spawn_app, spawn_app_on, Backend, Nas, TestDb};
 
 /// A recent event time, fixed for the test (each test runs on its own thread): the
 /// stale-session reaper runs during the tests and would close sessions that look old.
@@ -737,5 +737,53 @@ async fn a_slow_accounting_on_holds_back_its_own_nas_only() {
         "opened after the reboot"
     );
     db.close().await;
+    app.stop().await;
+}
+
+/// SQLite: committed pages reach the database file through the checkpointer task, while the
+/// WAL is far below the size at which a commit checkpoints by itself (SQLite's default: 1,000
+/// pages, reached several times a second under load, each time inside a commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_are_checkpointed_beside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("radacctd.db");
+    let app = spawn_app_on(TestDb::sqlite_at(&path), |_| {}).await;
+    let nas = app.nas();
+    for i in 0..50 {
+        nas.send(
+            nas.session(status::START, &format!("wal{i}"), &format!("wal-{i}"))
+                .u32(dict::EVENT_TIMESTAMP, t0()),
+        )
+        .await;
+    }
+    let wal_pages = std::fs::metadata(dir.path().join("radacctd.db-wal"))
+        .map(|m| m.len() / 4096)
+        .unwrap_or(0);
+    assert!(wal_pages < 1_000, "WAL of {wal_pages} pages");
+    // The database file alone (a copy without its WAL) holds what has been checkpointed.
+    let in_file = || async {
+        let copy = dir
+            .path()
+            .join(format!("copy-{}.db", uuid::Uuid::new_v4().simple()));
+        std::fs::copy(&path, &copy).ok()?;
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+            "sqlite://{}",
+            copy.display()
+        ))
+        .await
+        .ok()?;
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM radacct")
+            .fetch_one(&mut conn)
+            .await
+            .ok()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            in_file().await == Some(50)
+        })
+        .await,
+        "the database file holds {:?} of the 50 sessions",
+        in_file().await
+    );
     app.stop().await;
 }
