@@ -22,8 +22,13 @@ use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, Stor
 const POOL_SIZE: u32 = 4;
 /// How long a statement waits for another writer's lock before failing (and being retried).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Sessions closed per reaper statement, so ingest never waits long for the reaper.
-const REAP_CHUNK: i64 = 5_000;
+/// History rows deleted per transaction by retention.
+const EXPIRE_CHUNK: i64 = 5_000;
+/// Stale sessions the reaper reads at a time.
+const REAP_SCAN: i64 = 50_000;
+/// Sessions the reaper closes per transaction: SQLite has one write lock, and ingest waits
+/// while the reaper holds it (about 10 ms for this many).
+const REAP_CHUNK: usize = 1_000;
 /// How often the checkpointer copies committed WAL pages into the database file.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// WAL pages at which a committing connection checkpoints by itself (SQLite's default is 1,000).
@@ -176,18 +181,40 @@ const NEW_USERS: &str = "INSERT INTO users (uuid, login, domain, role) \
      WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.domain = ?2 AND u.login = value ->> 'login') \
      ON CONFLICT DO NOTHING";
 
-/// Stale sessions: no packet for 3 x interval + 60 s, or for `stale_after` (?2, NULL = never)
-/// when no interval is known. Stop time = last update.
-const CLOSE_STALE: &str = "UPDATE radacct SET \
-     acctstoptime = COALESCE(acctupdatetime, acctstarttime), \
-     acctterminatecause = 'Stale-Session', \
-     acctsessiontime = COALESCE(acctsessiontime, COALESCE(acctupdatetime, acctstarttime) - acctstarttime) \
-     WHERE radacctid IN (SELECT radacctid FROM radacct WHERE acctstoptime IS NULL \
-       AND COALESCE(acctupdatetime, acctstarttime) < ?1 - CASE \
+/// Open sessions that are stale at ?1: no packet for 3 x interval + 60 s, or for `stale_after`
+/// (?2, NULL = never) when no interval is known.
+macro_rules! stale {
+    () => {
+        "acctstoptime IS NULL AND COALESCE(acctupdatetime, acctstarttime) < ?1 - CASE \
          WHEN acctinteriminterval > 0 THEN 3 * acctinteriminterval + 60 \
          WHEN acctinterval > 0 THEN 3 * acctinterval + 60 \
-         ELSE ?2 END \
-       LIMIT ?3)";
+         ELSE ?2 END"
+    };
+}
+
+/// Up to ?3 stale sessions. Read on a pool connection: the scan of every open session takes no
+/// write lock, so ingest does not wait for it.
+const STALE_SESSIONS: &str = concat!(
+    "SELECT radacctid FROM radacct WHERE ",
+    stale!(),
+    " LIMIT ?3"
+);
+
+/// Closes the listed sessions (?3, a JSON array of ids) that are still open and stale: a packet
+/// may have come in since they were found. Stop time = last update.
+const CLOSE_STALE: &str = concat!(
+    "UPDATE radacct SET acctstoptime = COALESCE(acctupdatetime, acctstarttime), \
+     acctterminatecause = 'Stale-Session', \
+     acctsessiontime = COALESCE(acctsessiontime, COALESCE(acctupdatetime, acctstarttime) - acctstarttime) \
+     WHERE radacctid IN (SELECT value FROM json_each(?3)) AND ",
+    stale!()
+);
+
+/// `[1,2,3]`.
+fn json_ids(ids: &[i64]) -> String {
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!("[{}]", list.join(","))
+}
 
 async fn open_pool(options: SqliteConnectOptions, size: u32) -> Result<SqlitePool> {
     Ok(SqlitePoolOptions::new()
@@ -308,18 +335,27 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Finds stale sessions without the write lock, then closes them in short transactions
+    /// ([`REAP_CHUNK`] each), checking again that each is still stale.
     pub async fn close_stale(&self, now: i64, stale_after: Option<i64>) -> Result<u64> {
         let mut total = 0;
         loop {
-            let n = sqlx::query(CLOSE_STALE)
+            let ids: Vec<i64> = sqlx::query_scalar(STALE_SESSIONS)
                 .bind(now)
                 .bind(stale_after)
-                .bind(REAP_CHUNK)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-            total += n;
-            if n < REAP_CHUNK as u64 {
+                .bind(REAP_SCAN)
+                .fetch_all(&self.pool)
+                .await?;
+            for chunk in ids.chunks(REAP_CHUNK) {
+                total += sqlx::query(CLOSE_STALE)
+                    .bind(now)
+                    .bind(stale_after)
+                    .bind(json_ids(chunk))
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+            }
+            if (ids.len() as i64) < REAP_SCAN {
                 return Ok(total);
             }
         }
@@ -813,7 +849,7 @@ impl SqliteStore {
         if ids.is_empty() {
             return Ok(0);
         }
-        let json = serde_json::to_string(&ids).expect("integers serialise");
+        let json = json_ids(&ids);
         // A session archived before and started again under the same id: the newer row wins.
         sqlx::query(
             "INSERT INTO radacct_history SELECT * FROM radacct WHERE radacctid IN (SELECT value FROM json_each(?1)) \
@@ -855,12 +891,12 @@ impl SqliteStore {
                  (SELECT radacctid FROM radacct_history WHERE acctstoptime < ?1 LIMIT ?2)",
             )
             .bind(cutoff)
-            .bind(REAP_CHUNK)
+            .bind(EXPIRE_CHUNK)
             .execute(&self.pool)
             .await?
             .rows_affected();
             total += n;
-            if n < REAP_CHUNK as u64 {
+            if n < EXPIRE_CHUNK as u64 {
                 return Ok(total);
             }
         }
