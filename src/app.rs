@@ -175,9 +175,7 @@ impl App {
             metrics.clone(),
             shutdown.clone(),
         ));
-        if let Store::Sqlite(sqlite) = &store {
-            background.spawn(sqlite.clone().checkpoint_wal(shutdown.clone()));
-        }
+        background.spawn(store.clone().housekeeping(shutdown.clone()));
         if let Store::Postgres(pg) = &store {
             background.spawn(pg.clone().relay_events(
                 events.clone(),

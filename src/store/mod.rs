@@ -18,6 +18,7 @@ pub mod writer;
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::radius::accounting::{Event, NasReboot, SessionEvent, SessionKind};
 use sessions::{After, OnlineFilter, SessionRow};
@@ -381,6 +382,15 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.close().await,
             Store::Postgres(s) => s.close().await,
+        }
+    }
+
+    /// The database's own upkeep, until `shutdown`: SQLite checkpoints its WAL beside the
+    /// writer; PostgreSQL keeps the planner statistics of the written tables fresh.
+    pub async fn housekeeping(self, shutdown: CancellationToken) {
+        match self {
+            Store::Sqlite(s) => s.checkpoint_wal(shutdown).await,
+            Store::Postgres(s) => s.keep_statistics(shutdown).await,
         }
     }
 }

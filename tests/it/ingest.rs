@@ -787,3 +787,41 @@ async fn sqlite_commits_are_checkpointed_beside_the_writer() {
     );
     app.stop().await;
 }
+
+/// PostgreSQL: once a good part of `radacct` has changed, radacctd refreshes its planner
+/// statistics itself (an ANALYZE, seen as `last_analyze`; autovacuum's would be
+/// `last_autoanalyze`), so that plans do not go on assuming the old share of open sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_statistics_are_refreshed_after_many_changes() {
+    let app = spawn_app(Backend::Postgres).await;
+    let db = sqlx::PgPool::connect(&app.db.url).await.expect("connect");
+    let analyzed = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'radacct'",
+        )
+        .fetch_one(&db)
+        .await
+        .expect("pg_stat_user_tables")
+    };
+    assert!(!analyzed().await, "analyzed before any change");
+    let nas = std::sync::Arc::new(app.nas());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1_200u32 {
+        let nas = nas.clone();
+        tasks.spawn(async move {
+            nas.send(
+                nas.session(status::START, &format!("st{}", i % 50), &format!("st-{i}"))
+                    .u32(dict::EVENT_TIMESTAMP, t0()),
+            )
+            .await;
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(40), analyzed).await,
+        "radacct was not analyzed after 1,200 new rows"
+    );
+    app.stop().await;
+}
