@@ -9,6 +9,7 @@
 //! cargo bench --bench ingest -- --http-clients 500 [--backend ...] [--runs 3]
 //! cargo bench --bench ingest -- --outage 30 [--rate 5000] [--backend ...] [--runs 1]
 //! cargo bench --bench ingest -- --soak 10 [--rate 5000] [--online 200000] [--rows 1000000]
+//! cargo bench --bench ingest -- --history 10000000 [--backend ...] [--runs 3]
 //! ```
 //!
 //! `--http-clients N` measures HTTP queries during the ingest (see `mod http_load` at the end):
@@ -147,6 +148,10 @@ struct Args {
     /// `--soak`: rows in `radacct` before the soak (the online sessions and closed ones).
     #[arg(long, default_value_t = 1_000_000)]
     rows: usize,
+    /// Measure ingest before and after this many closed sessions of history, and the IP
+    /// lookup over them, instead (see `benches/ingest/history.rs`).
+    #[arg(long, value_name = "SESSIONS")]
+    history: Option<u32>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -241,6 +246,9 @@ fn run(args: &Args) -> Result<bool> {
     }
     if let Some(seconds) = args.outage {
         return outage::run(&setup, backends, args.runs, seconds, args.rate);
+    }
+    if let Some(sessions) = args.history {
+        return history::run(&setup, backends, args.runs, &history::Plan { sessions });
     }
     if let Some(minutes) = args.soak {
         let soak = soak::Plan {
@@ -1638,7 +1646,7 @@ mod storm {
         let p99 = |r: &LoadResult| {
             let mut l = r.latencies.clone();
             l.sort_unstable();
-            percentile(&l, 0.99) as f64 / 1000.0
+            percentile(&l, 99.0) as f64 / 1000.0
         };
         Ok(StormResult {
             fill_rate: rate(&fill),
@@ -1654,7 +1662,11 @@ mod storm {
     }
 
     /// Runs a wave on the load generator's own thread.
-    fn load(plan: Arc<LoadPlan>, radius: SocketAddr, setup: &Setup) -> Result<LoadResult> {
+    pub(super) fn load(
+        plan: Arc<LoadPlan>,
+        radius: SocketAddr,
+        setup: &Setup,
+    ) -> Result<LoadResult> {
         let (in_flight, sockets) = (setup.in_flight, setup.sockets);
         std::thread::Builder::new()
             .name("loadgen".into())
@@ -2208,7 +2220,7 @@ mod http_load {
     }
 
     /// Logs the admin in; returns the token.
-    async fn login(http: SocketAddr, password: &str) -> Result<String> {
+    pub(super) async fn login(http: SocketAddr, password: &str) -> Result<String> {
         let body = serde_json::json!({
             "username": "admin",
             "password": base64::engine::general_purpose::STANDARD.encode(password),
@@ -2688,12 +2700,22 @@ mod fleet {
         db: &BenchDb,
         extra: &str,
     ) -> Result<Node> {
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        start_with_password(server_rt, db, &password, extra)
+    }
+
+    /// [`start`] with this admin password.
+    pub(super) fn start_with_password(
+        server_rt: &tokio::runtime::Runtime,
+        db: &BenchDb,
+        password: &str,
+        extra: &str,
+    ) -> Result<Node> {
         server_rt.block_on(async {
             let config = Layer::from_toml(&format!(
-                "database_url = \"{}\"\nnode = \"bench\"\nadmin_password = \"{}\"\n\
+                "database_url = \"{}\"\nnode = \"bench\"\nadmin_password = \"{password}\"\n\
                  [radius]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\n{extra}",
                 db.url,
-                uuid::Uuid::new_v4().simple()
             ))
             .and_then(Layer::resolve)
             .context("bench config")?;
@@ -3450,6 +3472,9 @@ mod outage {
 /// reaper closed, drops. At the end: RSS flat (the largest of the second half within
 /// [`RSS_FLAT`] of the largest of the first half), p99 within the ingest target, and the reaper
 /// caught up (no silent session open past its limit plus two reaper intervals).
+#[path = "ingest/history.rs"]
+mod history;
+
 mod soak {
     use std::sync::atomic::AtomicBool;
 
@@ -3614,7 +3639,9 @@ mod soak {
             slots[j as usize % NASES].push(Slot {
                 serial,
                 start,
-                interims: 0,
+                // Staggered lifetimes: a fifth of the sessions is at each visit of its life, so
+                // Stops and new Starts come at a steady pace from the first minute on.
+                interims: (serial % u32::from(LIFETIME_INTERIMS + 1)) as u8,
                 silent_left: None,
                 busy: false,
             });
