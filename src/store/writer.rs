@@ -185,8 +185,10 @@ impl Busy {
 
 /// Takes from `pending`, in order, the jobs that may be committed now: at most [`MAX_BATCH`];
 /// none of a session in flight or of a NAS whose Accounting-On/Off is in flight or waiting; an
-/// Accounting-On/Off only when nothing of its NAS is in flight or waiting before it. Whatever
-/// waits keeps its place, and so does everything after it that depends on it.
+/// Accounting-On/Off only when nothing of its NAS is in flight or waiting before it, and then in
+/// a batch of its own: its close can take seconds, and events of other NASes that shared its
+/// transaction would wait for it. Whatever waits keeps its place, and so does everything after
+/// it that depends on it.
 fn take_batch<J: AsRef<Event>>(pending: &mut Vec<J>, busy: &Busy) -> Option<Batch<J>> {
     if pending.is_empty() {
         return None;
@@ -202,8 +204,10 @@ fn take_batch<J: AsRef<Event>>(pending: &mut Vec<J>, busy: &Busy) -> Option<Batc
     // NASes whose Accounting-On/Off waits: everything later of theirs waits too.
     let mut waiting_reboots: HashSet<String> = HashSet::new();
     let mut kept = Vec::with_capacity(pending.len());
+    // An Accounting-On/Off was taken: the batch is closed.
+    let mut alone = false;
     for job in pending.drain(..) {
-        if batch.jobs.len() == MAX_BATCH {
+        if alone || batch.jobs.len() == MAX_BATCH {
             kept.push(job);
             continue;
         }
@@ -224,13 +228,16 @@ fn take_batch<J: AsRef<Event>>(pending: &mut Vec<J>, busy: &Busy) -> Option<Batc
                 !wait
             }
             Event::NasReboot(r) => {
-                let wait = waiting_nases.contains(&r.nas) || busy.nases.contains_key(&r.nas);
+                let wait = !batch.jobs.is_empty()
+                    || waiting_nases.contains(&r.nas)
+                    || busy.nases.contains_key(&r.nas);
                 if wait {
                     waiting_nases.insert(r.nas.clone());
                     waiting_reboots.insert(r.nas.clone());
                 } else {
                     batch.claims.nases.insert(r.nas.clone());
                     batch.claims.reboots.insert(r.nas.clone());
+                    alone = true;
                 }
                 !wait
             }
@@ -419,14 +426,53 @@ mod tests {
 
     #[test]
     fn with_nothing_in_flight_everything_goes_in_one_batch() {
-        let mut pending = vec![ev(Start, "a"), ev(Interim, "a"), reboot(), ev(Stop, "b")];
+        let mut pending = vec![
+            ev(Start, "a"),
+            ev(Interim, "a"),
+            ev_of("192.0.2.9", Start, "x"),
+            ev(Stop, "b"),
+        ];
         let batch = take_batch(&mut pending, &Busy::default()).expect("a batch");
-        assert_eq!(uids(&batch.jobs), ["a", "a", "reboot", "b"]);
+        assert_eq!(uids(&batch.jobs), ["a", "a", "x", "b"]);
+        assert!(batch.claims.reboots.is_empty());
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn an_accounting_on_goes_in_a_batch_of_its_own() {
+        let mut pending = vec![
+            ev(Start, "a"),
+            reboot(),
+            ev(Stop, "b"),
+            ev_of("192.0.2.9", Start, "x"),
+        ];
+        let before = take_batch(&mut pending, &Busy::default()).expect("a batch");
         assert_eq!(
-            batch.claims.reboots,
+            uids(&before.jobs),
+            ["a", "x"],
+            "its NAS's later events wait"
+        );
+        assert_eq!(uids(&pending), ["reboot", "b"]);
+        let busy = in_flight(&[&before.claims]);
+        assert!(
+            take_batch(&mut pending, &busy).is_none(),
+            "waits for its NAS"
+        );
+
+        let mut pending = vec![reboot(), ev_of("192.0.2.9", Start, "y"), ev(Stop, "b")];
+        let storm = take_batch(&mut pending, &Busy::default()).expect("a batch");
+        assert_eq!(uids(&storm.jobs), ["reboot"]);
+        assert_eq!(
+            storm.claims.reboots,
             HashSet::from(["127.0.0.1".to_owned()])
         );
-        assert!(pending.is_empty());
+        let batch = take_batch(&mut pending, &in_flight(&[&storm.claims])).expect("a batch");
+        assert_eq!(
+            uids(&batch.jobs),
+            ["y"],
+            "another NAS does not wait for the close"
+        );
+        assert_eq!(uids(&pending), ["b"]);
     }
 
     #[test]
@@ -461,7 +507,8 @@ mod tests {
         let busy = in_flight(&[&first.claims, &batch.claims]);
         assert!(take_batch(&mut pending, &busy).is_none());
         let batch = take_batch(&mut pending, &Busy::default()).expect("once its NAS is idle");
-        assert_eq!(uids(&batch.jobs), ["reboot", "c"]);
+        assert_eq!(uids(&batch.jobs), ["reboot"]);
+        assert_eq!(uids(&pending), ["c"]);
     }
 
     #[test]
@@ -501,11 +548,14 @@ mod tests {
 
     #[test]
     fn released_claims_leave_nothing_busy() {
-        let a = take_batch(&mut vec![ev(Start, "a"), reboot()], &Busy::default()).expect("a");
+        let a = take_batch(&mut vec![reboot()], &Busy::default()).expect("a");
         let b = take_batch(&mut vec![ev_of("192.0.2.9", Start, "b")], &Busy::default()).expect("b");
+        let c = take_batch(&mut vec![ev(Start, "c")], &Busy::default()).expect("c");
         let mut busy = in_flight(&[&a.claims, &b.claims]);
         busy.release(&a.claims);
+        busy.claim(&c.claims);
         busy.release(&b.claims);
+        busy.release(&c.claims);
         assert!(busy.sessions.is_empty() && busy.nases.is_empty() && busy.rebooting.is_empty());
     }
 
