@@ -395,6 +395,40 @@ impl Store {
     }
 }
 
+/// Runs `step` every `interval` until `shutdown` (background upkeep). A failure is logged when
+/// it starts and when it ends, not at every tick.
+async fn every<F, Fut>(
+    interval: std::time::Duration,
+    shutdown: &CancellationToken,
+    what: &str,
+    mut step: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match step().await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("{what} works again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "{what} failed; will retry");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// One step of a batch.
 #[derive(Debug, Default)]
 pub struct Stage<'a> {

@@ -282,27 +282,13 @@ impl PgStore {
     /// open sessions for each batch (ingest fell to a tenth in the `--history` benchmark on a
     /// server without autovacuum, and recovered with fresh statistics).
     pub async fn keep_statistics(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(STATISTICS_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match self.analyze_changed_tables().await {
-                Ok(_) if failing => {
-                    failing = false;
-                    tracing::info!("planner statistics refreshed again");
-                }
-                Ok(_) => {}
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::warn!(error = %e, "cannot refresh planner statistics; will retry");
-                }
-                Err(_) => {}
-            }
-        }
+        super::every(
+            STATISTICS_INTERVAL,
+            &shutdown,
+            "planner statistics refresh",
+            || async { self.analyze_changed_tables().await.map(|_| ()) },
+        )
+        .await
     }
 
     /// ANALYZEs the tables of [`ANALYZED_TABLES`] that changed enough; returns how many. One

@@ -271,30 +271,13 @@ impl SqliteStore {
     /// of Starts dirties about a page per index per session), and every packet of the batches
     /// behind it waits. Measured in the README (Performance, Ingest).
     pub async fn checkpoint_wal(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        super::every(CHECKPOINT_INTERVAL, &shutdown, "WAL checkpoint", || async {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                 .execute(&self.checkpointer)
-                .await
-            {
-                Ok(_) if failing => {
-                    failing = false;
-                    tracing::info!("WAL checkpoints resumed");
-                }
-                Ok(_) => {}
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::warn!(error = %e, "WAL checkpoint failed; commits checkpoint by themselves until it works again");
-                }
-                Err(_) => {}
-            }
-        }
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     pub async fn migrate(&self) -> Result<()> {
