@@ -443,15 +443,23 @@ impl RunResult {
 
 /// Runs radacctd on a fresh database, loads it, stops it and checks the rows.
 fn one_run(setup: &Setup, backend: Backend) -> Result<RunResult> {
+    on_fresh_db(setup, backend, |rt, db| run_on(setup, rt, db))
+}
+
+/// Runs `run` with a new server runtime and a fresh database of `backend`, then drops the
+/// database (PostgreSQL) whatever happened.
+fn on_fresh_db<T>(
+    setup: &Setup,
+    backend: Backend,
+    run: impl FnOnce(&tokio::runtime::Runtime, &BenchDb) -> Result<T>,
+) -> Result<T> {
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("radacctd")
         .build()
         .context("cannot start the server runtime")?;
-
     let db = server_rt.block_on(BenchDb::create(backend, &setup.pg))?;
-    let outcome = run_on(setup, &server_rt, &db);
-    // Drop the PostgreSQL database whatever happened.
+    let outcome = run(&server_rt, &db);
     let dropped = server_rt.block_on(db.drop_db());
     let result = outcome?;
     dropped?;
@@ -1577,17 +1585,7 @@ mod storm {
     }
 
     fn one(setup: &Setup, backend: Backend) -> Result<StormResult> {
-        let server_rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("radacctd")
-            .build()
-            .context("cannot start the server runtime")?;
-        let db = server_rt.block_on(BenchDb::create(backend, &setup.pg))?;
-        let outcome = on_db(setup, &server_rt, &db);
-        let dropped = server_rt.block_on(db.drop_db());
-        let result = outcome?;
-        dropped?;
-        Ok(result)
+        on_fresh_db(setup, backend, |rt, db| on_db(setup, rt, db))
     }
 
     fn on_db(
@@ -2001,17 +1999,7 @@ mod http_load {
 
     /// One run on a fresh database: the ingest, with `clients` HTTP clients when non-zero.
     fn one(setup: &Setup, backend: Backend, clients: usize) -> Result<Outcome> {
-        let server_rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("radacctd")
-            .build()
-            .context("cannot start the server runtime")?;
-        let db = server_rt.block_on(BenchDb::create(backend, &setup.pg))?;
-        let outcome = on_db(setup, &server_rt, &db, clients);
-        let dropped = server_rt.block_on(db.drop_db());
-        let outcome = outcome?;
-        dropped?;
-        Ok(outcome)
+        on_fresh_db(setup, backend, |rt, db| on_db(setup, rt, db, clients))
     }
 
     fn on_db(
@@ -3551,17 +3539,7 @@ mod soak {
     }
 
     fn one(setup: &Setup, backend: Backend, plan: &Plan) -> Result<bool> {
-        let server_rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .thread_name("radacctd")
-            .build()
-            .context("cannot start the server runtime")?;
-        let db = server_rt.block_on(BenchDb::create(backend, &setup.pg))?;
-        let outcome = on_db(setup, &server_rt, &db, plan);
-        let dropped = server_rt.block_on(db.drop_db());
-        let ok = outcome?;
-        dropped?;
-        Ok(ok)
+        on_fresh_db(setup, backend, |rt, db| on_db(setup, rt, db, plan))
     }
 
     fn on_db(

@@ -163,17 +163,7 @@ pub(super) fn run(setup: &Setup, backends: &[Backend], runs: usize, plan: &Plan)
 }
 
 fn one(setup: &Setup, backend: Backend, runs: usize, plan: &Plan) -> Result<bool> {
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("radacctd")
-        .build()
-        .context("cannot start the server runtime")?;
-    let db = server_rt.block_on(BenchDb::create(backend, &setup.pg))?;
-    let outcome = on_db(setup, &server_rt, &db, runs, plan);
-    let dropped = server_rt.block_on(db.drop_db());
-    let ok = outcome?;
-    dropped?;
-    Ok(ok)
+    on_fresh_db(setup, backend, |rt, db| on_db(setup, rt, db, runs, plan))
 }
 
 /// Rate and p99 of one ingest measurement.
