@@ -2405,7 +2405,14 @@ mod fleet {
         pub window: Vec<u32>,
         /// Of the whole run.
         pub all: Hist,
+        /// Answers slower than [`SLOW_MS`] since the driver last took them: when the packet was
+        /// first sent (ms after the start) and how long it waited (ms). Shows whether slow
+        /// answers come in bursts (a stall of the node or the database) and when.
+        pub slow: Vec<(u32, u32)>,
     }
+
+    /// An answer this slow (ms) is listed in [`Latencies::slow`].
+    pub(super) const SLOW_MS: u32 = 20;
 
     impl Stats {
         pub fn acked(&self) -> u64 {
@@ -2419,6 +2426,34 @@ mod fleet {
             into.extend_from_slice(&l.window);
             l.window.clear();
             into.sort_unstable();
+        }
+
+        /// The slow answers since the last call, as bursts: answers sent less than a second
+        /// apart belong to one burst. "12.3 s: 410 answers, up to 230 ms" for each.
+        pub fn take_stalls(&self) -> Vec<String> {
+            let slow = std::mem::take(&mut self.latencies.lock().expect("latencies lock").slow);
+            let mut slow = slow;
+            slow.sort_unstable();
+            let mut bursts: Vec<(u32, u32, usize, u32)> = Vec::new(); // first, last, count, max
+            for (at, ms) in slow {
+                match bursts.last_mut() {
+                    Some(b) if at.saturating_sub(b.1) < 1_000 => {
+                        b.1 = at;
+                        b.2 += 1;
+                        b.3 = b.3.max(ms);
+                    }
+                    _ => bursts.push((at, at, 1, ms)),
+                }
+            }
+            bursts
+                .into_iter()
+                .map(|(first, _, n, max)| {
+                    format!(
+                        "{:.1} s: {n} answers, up to {max} ms",
+                        f64::from(first) / 1000.0
+                    )
+                })
+                .collect()
         }
     }
 
@@ -2627,6 +2662,11 @@ mod fleet {
                     let mut l = stats.latencies.lock().expect("latencies lock");
                     l.window.push(micros);
                     l.all.record(micros);
+                    if micros / 1000 >= SLOW_MS {
+                        let at = p.first_sent.saturating_duration_since(began).as_millis();
+                        l.slow
+                            .push((u32::try_from(at).unwrap_or(u32::MAX), micros / 1000));
+                    }
                 }
                 stats.acked.fetch_add(1, Ordering::Relaxed);
                 match p.rest.pop() {
@@ -3650,6 +3690,10 @@ mod soak {
         // Whatever happens, the load generator stops with this function.
         let _stop_on_return = stop.clone().drop_guard();
         let began = Instant::now();
+        println!(
+            "    steady load began at {} (the node logs with RUST_LOG=info show what it did)",
+            chrono::Utc::now().format("%H:%M:%S%.3f")
+        );
         let load = fleet::spawn(
             node.radius,
             sources,
@@ -3716,6 +3760,14 @@ mod soak {
                     ""
                 },
             );
+            let stalls = stats.take_stalls();
+            if !stalls.is_empty() {
+                println!(
+                    "          slow answers (>= {} ms) in bursts: {}",
+                    fleet::SLOW_MS,
+                    stalls.join("; ")
+                );
+            }
             windows.push(w);
             last = (acked, sent, reaped);
             drops_last = drops;

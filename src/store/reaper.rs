@@ -28,6 +28,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
+        let started = std::time::Instant::now();
         match store
             .close_stale(chrono::Utc::now().timestamp(), stale_after)
             .await
@@ -35,7 +36,8 @@ pub async fn run(
             Ok(0) => {}
             Ok(n) => {
                 metrics.stale_closed(n);
-                tracing::info!(closed = n, "closed stale sessions");
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::info!(closed = n, ms, "closed stale sessions");
             }
             Err(e) => tracing::warn!(error = %e, "stale-session reaper failed; will retry"),
         }

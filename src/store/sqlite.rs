@@ -38,10 +38,11 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 /// about 16,000 pages a second, so a commit pays for a checkpoint every few seconds rather than
 /// several times a second (at 4,096 or 16,384 pages the p99 was still 30-35 ms: see README).
 const WAL_AUTOCHECKPOINT_PAGES: &str = "65536";
-/// The WAL file is cut back to this size (bytes) when it starts over: what one cycle of
-/// [`WAL_AUTOCHECKPOINT_PAGES`] needs (256 MiB of 4 KiB pages), so the steady state neither
-/// truncates nor regrows it, while a WAL that grew past it behind a long reader gives the space
-/// back.
+/// The WAL file is cut back to this size (bytes) when it starts over, so a WAL that grew behind
+/// a long reader gives the space back. One cycle of [`WAL_AUTOCHECKPOINT_PAGES`] frames of
+/// 4,120 bytes is about 270 MB, so each cycle also cuts about 14 MB off and regrows it; the soak
+/// measured no difference without a limit, and a limit of 0 (truncate at every restart) made
+/// the p99 several times worse (README, "Soak").
 const WAL_SIZE_LIMIT: &str = "268435456";
 
 #[derive(Debug, Clone)]
@@ -272,9 +273,18 @@ impl SqliteStore {
     /// behind it waits. Measured in the README (Performance, Ingest).
     pub async fn checkpoint_wal(self, shutdown: CancellationToken) {
         super::every(CHECKPOINT_INTERVAL, &shutdown, "WAL checkpoint", || async {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.checkpointer)
-                .await?;
+            let started = std::time::Instant::now();
+            let (busy, wal_pages, copied): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&self.checkpointer)
+                    .await?;
+            tracing::trace!(
+                ms = started.elapsed().as_millis() as u64,
+                busy,
+                wal_pages,
+                copied,
+                "WAL checkpoint"
+            );
             Ok(())
         })
         .await

@@ -28,6 +28,8 @@ use crate::radius::listener::Reply;
 pub const QUEUE_CAPACITY: usize = 16_384;
 /// Events per transaction at most.
 pub const MAX_BATCH: usize = 2_048;
+/// A commit this slow is logged (debug): where a latency spike of the answers comes from.
+const SLOW_COMMIT: Duration = Duration::from_millis(50);
 /// First and longest wait between retries of a failed batch.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -336,7 +338,15 @@ impl Committer {
             let started = Instant::now();
             match store.apply(events, domain).await {
                 Ok(()) => {
-                    metrics.batch_committed(events.len(), started.elapsed().as_secs_f64());
+                    let took = started.elapsed();
+                    metrics.batch_committed(events.len(), took.as_secs_f64());
+                    if took >= SLOW_COMMIT {
+                        tracing::debug!(
+                            ms = took.as_millis() as u64,
+                            size = events.len(),
+                            "slow commit"
+                        );
+                    }
                     metrics.set_store_failing(false);
                     if logged {
                         tracing::info!("database is back; accounting resumed");
