@@ -1739,6 +1739,24 @@ mod storm {
 }
 
 impl BenchDb {
+    /// Runs one statement on the run's database; rows affected.
+    async fn execute(&self, sql: &str) -> Result<u64> {
+        Ok(match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await?;
+                let n = sqlx::query(sql).execute(&pool).await?.rows_affected();
+                pool.close().await;
+                n
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await?;
+                let n = sqlx::query(sql).execute(&pool).await?.rows_affected();
+                pool.close().await;
+                n
+            }
+        })
+    }
+
     /// One integer from the run's database.
     async fn scalar(&self, sql: &str) -> Result<i64> {
         Ok(match self.backend {

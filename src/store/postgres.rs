@@ -77,12 +77,19 @@ const START: &str = concat!(
     "SELECT sid, uid, username, NULL, nas, port_id, port_type, to_timestamp(t), to_timestamp(t), \
      NULL, 0, authentic, connect_info, NULL, 0, 0, called, calling, NULL, service, protocol, ip, \
      ip6, prefix6, ifid, delegated6, class, interim_interval FROM e \
-     WHERE NOT EXISTS (SELECT 1 FROM radacct_history h WHERE h.acctuniqueid = e.uid \
-       AND h.acctstarttime = to_timestamp(e.t) OFFSET 0) \
+     WHERE (to_timestamp(e.t) > (SELECT max(acctstoptime) FROM radacct_history) \
+       OR NOT EXISTS (SELECT 1 FROM radacct_history h WHERE h.acctuniqueid = e.uid \
+       AND h.acctstarttime = to_timestamp(e.t) OFFSET 0)) \
      ON CONFLICT (acctuniqueid) DO UPDATE SET acctstarttime = EXCLUDED.acctstarttime, \
      acctupdatetime = EXCLUDED.acctupdatetime, connectinfo_start = EXCLUDED.connectinfo_start"
 );
 
+// `START` inserts nothing for a repeated Start of an archived session (`START_ARCHIVED` takes it).
+// Only a Start no later than the newest stop in the history can be one (a session stops after it
+// starts), so any other Start skips the probe of `radacct_history` (`max` is one descent of each
+// partition's stop index, once per statement): with years of history, that probe by a random
+// `acctuniqueid` would read a cold index page for every Start.
+//
 // A repeated Start (same session, same event time) of a session already archived: rewrites what
 // a duplicate Start rewrites, in `radacct_history`, instead of re-opening the session in
 // `radacct`. The start time picks the monthly partition, so each event probes one partition's

@@ -87,7 +87,11 @@ macro_rules! columns {
 }
 
 /// Start: insert; a duplicate Start (open or stopped session) rewrites only the start time,
-/// update time and `connectinfo_start`, as the stock query and its fallback do.
+/// update time and `connectinfo_start`, as the stock query and its fallback do. A repeated Start
+/// of an archived session inserts nothing (`START_ARCHIVED` takes it). Only a Start no later
+/// than the newest stop in the history can be one (a session stops after it starts), so any
+/// other Start skips the probe of `radacct_history`: with years of history, that probe by a
+/// random `acctuniqueid` would read a cold index page for every Start.
 const START: &str = concat!(
     events!(),
     "INSERT INTO radacct ",
@@ -95,8 +99,9 @@ const START: &str = concat!(
     "SELECT sid, uid, username, NULL, nas, port_id, port_type, t, t, NULL, 0, authentic, \
      connect_info, NULL, 0, 0, called, calling, NULL, service, protocol, ip, ip6, prefix6, ifid, \
      delegated6, class, interim_interval FROM e \
-     WHERE NOT EXISTS (SELECT 1 FROM radacct_history h WHERE h.acctuniqueid = e.uid \
-       AND h.acctstarttime = e.t) \
+     WHERE (e.t > (SELECT max(acctstoptime) FROM radacct_history) \
+       OR NOT EXISTS (SELECT 1 FROM radacct_history h WHERE h.acctuniqueid = e.uid \
+       AND h.acctstarttime = e.t)) \
      ON CONFLICT (acctuniqueid) DO UPDATE SET acctstarttime = excluded.acctstarttime, \
      acctupdatetime = excluded.acctupdatetime, connectinfo_start = excluded.connectinfo_start"
 );
