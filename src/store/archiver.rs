@@ -21,8 +21,8 @@ pub const ARCHIVE_BATCH: i64 = 1_000;
 const ARCHIVE_BATCH_MIN: i64 = 10;
 /// How long one batch should take. On SQLite a batch holds the one write lock, so accounting
 /// commits wait up to that long; with years of history each moved row costs index pages read
-/// from disk (measured in the README: batches of 1,000 took over 5 s at 5,000,000 archived
-/// rows, and the accounting writer's busy timeout expired behind them).
+/// from disk (in the README: with 5,000,000 rows archived, the accounting writer's 5 s busy
+/// timeout expired behind batches of 1,000).
 const ARCHIVE_BATCH_TIME: Duration = Duration::from_millis(100);
 
 /// The size of the next batch: halved after a batch that took more than twice
