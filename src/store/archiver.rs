@@ -107,6 +107,8 @@ async fn pass(
             let n = store.archive_batch(cutoff, asked).await?;
             let took = began.elapsed();
             moved += n;
+            // Counted per batch: a catch-up over millions of rows is one long pass.
+            metrics.archived(n);
             if (n as i64) < asked {
                 break;
             }
@@ -125,7 +127,6 @@ async fn pass(
             }
         }
         if moved > 0 {
-            metrics.archived(moved);
             tracing::info!(moved, "archived closed sessions");
         }
     }

@@ -42,14 +42,21 @@ async fn archive(app: &TestApp, archive_after: u64, retention: Option<u64>) -> u
         archive_after: Some(Duration::from_secs(archive_after)),
         history_retention: retention.map(Duration::from_secs),
     };
-    archiver::run_once(
+    let metrics = Metrics::new();
+    let moved = archiver::run_once(
         &app.store(),
         &accounting,
-        &Metrics::new(),
+        &metrics,
         &CancellationToken::new(),
     )
     .await
-    .unwrap()
+    .unwrap();
+    let counted = format!("radacctd_sessions_archived_total {moved}\n");
+    assert!(
+        metrics.encode().contains(&counted),
+        "every moved session is counted: {counted}"
+    );
+    moved
 }
 
 async fn closed_session(app: &TestApp, user: &str, sid: &str, start: u32, stop: u32) {
