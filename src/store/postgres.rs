@@ -200,6 +200,21 @@ const CLOSE_STALE: &str = "UPDATE radacct SET \
          ELSE $2 END) \
        LIMIT $3 FOR UPDATE SKIP LOCKED)";
 
+/// How radacctd connects to `url`: as application `radacctd`, and without JIT compilation unless
+/// the URL's `options` set `jit` themselves. PostgreSQL compiles a plan to machine code once its
+/// estimated cost passes `jit_above_cost`; that pays off for analytics over millions of rows, but
+/// radacctd's statements are small and many, and one estimate gone wrong (partitions without
+/// statistics made a batch of Starts look like 108,000 cost units) then costs tens of
+/// milliseconds of compilation per statement: in the `--history` fill on PostgreSQL, 65 % of the
+/// writer's CPU went to LLVM and ingest fell from 20,000 to 6,000 packets/s.
+pub fn connect_options(url: &str) -> Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url)?.application_name("radacctd");
+    if options.get_options().is_some_and(|o| o.contains("jit")) {
+        return Ok(options);
+    }
+    Ok(options.options([("jit", "off")]))
+}
+
 impl PgStore {
     /// Closes both pools.
     pub async fn close(&self) {
@@ -208,7 +223,7 @@ impl PgStore {
     }
 
     pub async fn connect(url: &str) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url)?.application_name("radacctd");
+        let options = connect_options(url)?;
         // One direct connection first, so a refused connection, a bad password or a missing
         // database is reported as such rather than as a pool timeout.
         use sqlx::Connection;
@@ -280,14 +295,17 @@ impl PgStore {
         Ok(())
     }
 
-    /// Keeps the planner statistics of [`ANALYZED_TABLES`] fresh until `shutdown`: every
-    /// [`STATISTICS_INTERVAL`], ANALYZE each one that changed by more than autovacuum's
-    /// threshold since its last ANALYZE. Autovacuum does the same when it is on, about once a
-    /// minute; this does not rely on it. Stale statistics are not harmless here: after the
-    /// archiver moved most of `radacct` away, or an Accounting-On closed a NAS's sessions, they
-    /// say that hardly any session is open, and the planner then scans whole partial indexes of
-    /// open sessions for each batch (ingest fell to a tenth in the `--history` benchmark on a
-    /// server without autovacuum, and recovered with fresh statistics).
+    /// Keeps the planner statistics of the written tables fresh until `shutdown`: every
+    /// [`STATISTICS_INTERVAL`], ANALYZE each of [`ANALYZED_TABLES`] and of the partitions of
+    /// `radacct_history` that changed by more than autovacuum's threshold since its last
+    /// ANALYZE. Autovacuum does the same when it is on, about once a minute; this does not rely
+    /// on it. Stale statistics are not harmless here: after the archiver moved most of `radacct`
+    /// away, or an Accounting-On closed a NAS's sessions, they say that hardly any session is
+    /// open, and the planner then scans whole partial indexes of open sessions for each batch
+    /// (ingest fell to a tenth in the `--history` benchmark on a server without autovacuum, and
+    /// recovered with fresh statistics). A history partition without statistics makes the
+    /// planner guess thousands of rows per `acctuniqueid` in the archived-session probe of a
+    /// Start (cost 108,000 for a batch instead of 1,400).
     pub async fn keep_statistics(self, shutdown: CancellationToken) {
         super::every(
             STATISTICS_INTERVAL,
@@ -298,13 +316,16 @@ impl PgStore {
         .await
     }
 
-    /// ANALYZEs the tables of [`ANALYZED_TABLES`] that changed enough; returns how many. One
-    /// node at a time (advisory lock); the others return 0.
+    /// ANALYZEs the tables of [`ANALYZED_TABLES`] and the history partitions that changed
+    /// enough; returns how many. One node at a time (advisory lock); the others return 0.
     pub async fn analyze_changed_tables(&self) -> Result<usize> {
         let changed: Vec<String> = sqlx::query_scalar(
             "SELECT relname::text FROM pg_stat_user_tables \
-             WHERE schemaname = current_schema() AND relname = ANY($1) \
-             AND n_mod_since_analyze > $2 + $3 * GREATEST(n_live_tup, 0)",
+             WHERE schemaname = current_schema() \
+             AND (relname = ANY($1) OR relid IN \
+               (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'radacct_history'::regclass)) \
+             AND n_mod_since_analyze > $2 + $3 * GREATEST(n_live_tup, 0) \
+             ORDER BY relname",
         )
         .bind(&ANALYZED_TABLES[..])
         .bind(ANALYZE_MIN_ROWS)
@@ -312,11 +333,12 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         let mut analyzed = 0;
-        // Table names come from the constant list, never from the database's answer.
-        for table in ANALYZED_TABLES
-            .iter()
-            .filter(|t| changed.iter().any(|c| c == *t))
-        {
+        // A name from the catalog goes into SQL only if radacctd names its tables so.
+        for table in changed.iter().filter(|t| {
+            ANALYZED_TABLES.contains(&t.as_str())
+                || *t == HISTORY_DEFAULT_PARTITION
+                || partition_month(t).is_some()
+        }) {
             let mut tx = self.pool.begin().await?;
             let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
                 .bind(STATISTICS_LOCK)
@@ -932,9 +954,20 @@ pub const ARCHIVER_LOCK: i64 = 0x7261_6461_6363_7402;
 const STALE_LIMIT: &str = "(CASE WHEN acctinteriminterval > 0 THEN 3 * acctinteriminterval + 60 \
      WHEN acctinterval > 0 THEN 3 * acctinterval + 60 ELSE $4::bigint END)";
 
+/// Where history rows go that no monthly partition takes.
+const HISTORY_DEFAULT_PARTITION: &str = "radacct_history_default";
+
 /// `radacct_history_yYYYYmMM`, the partition of one month (UTC).
 fn partition_name(year: i32, month: u32) -> String {
     format!("radacct_history_y{year:04}m{month:02}")
+}
+
+/// The month of a partition named by [`partition_name`]; `None` for any other name, so a name
+/// read from the catalog is only ever put into SQL when radacctd could have written it itself.
+fn partition_month(name: &str) -> Option<(i32, u32)> {
+    let (y, m) = name.strip_prefix("radacct_history_y")?.split_once('m')?;
+    let (y, m) = (y.parse().ok()?, m.parse().ok()?);
+    (name == partition_name(y, m)).then_some((y, m))
 }
 
 fn next_month(year: i32, month: u32) -> (i32, u32) {
@@ -1046,20 +1079,14 @@ impl PgStore {
         .await?;
         let mut dropped = 0;
         for name in partitions {
-            let Some(rest) = name.strip_prefix("radacct_history_y") else {
-                continue;
-            };
-            let Some((y, m)) = rest.split_once('m') else {
-                continue;
-            };
-            let (Ok(y), Ok(m)) = (y.parse::<i32>(), m.parse::<u32>()) else {
+            let Some((y, m)) = partition_month(&name) else {
                 continue;
             };
             let (ny, nm) = next_month(y, m);
             let end = chrono::NaiveDate::from_ymd_opt(ny, nm, 1)
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
                 .map(|d| d.and_utc().timestamp());
-            if end.is_some_and(|end| end <= cutoff) && name == partition_name(y, m) {
+            if end.is_some_and(|end| end <= cutoff) {
                 sqlx::query(&format!("DROP TABLE IF EXISTS {name}"))
                     .execute(&self.pool)
                     .await?;
