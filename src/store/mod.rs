@@ -386,11 +386,17 @@ impl Store {
     }
 
     /// The database's own upkeep, until `shutdown`: SQLite checkpoints its WAL beside the
-    /// writer; PostgreSQL keeps the planner statistics of the written tables fresh.
+    /// writer; PostgreSQL keeps the planner statistics of the written tables fresh, and
+    /// vacuums them where autovacuum is off.
     pub async fn housekeeping(self, shutdown: CancellationToken) {
         match self {
             Store::Sqlite(s) => s.checkpoint_wal(shutdown).await,
-            Store::Postgres(s) => s.keep_statistics(shutdown).await,
+            Store::Postgres(s) => {
+                tokio::join!(
+                    s.clone().keep_statistics(shutdown.clone()),
+                    s.keep_vacuumed(shutdown)
+                );
+            }
         }
     }
 }

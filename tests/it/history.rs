@@ -552,6 +552,63 @@ async fn postgres_history_partitions_are_analyzed_after_archiving() {
     app.stop().await;
 }
 
+/// PostgreSQL: where autovacuum is off for `radacct` (here its `autovacuum_enabled` storage
+/// parameter; on the CI server autovacuum is off altogether), radacctd vacuums away the dead
+/// rows the archiver leaves behind, so the table does not grow without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dead_rows_are_vacuumed_where_autovacuum_is_off() {
+    let app = spawn(Backend::Postgres).await;
+    let db = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    sqlx::query("ALTER TABLE radacct SET (autovacuum_enabled = off)")
+        .execute(&db)
+        .await
+        .unwrap();
+    // 3,000 sessions that closed two days ago, archived: 3,000 dead rows in radacct, over
+    // autovacuum's threshold of 1,000 + 20 % of the live rows.
+    sqlx::query(
+        "INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
+         acctstarttime, acctupdatetime, acctstoptime, acctterminatecause) \
+         SELECT 'v' || g, md5('v' || g), 'user' || g, '127.0.0.1', \
+         now() - interval '2 days' - g * interval '1 second', now() - interval '2 days', \
+         now() - interval '2 days', 'User-Request' FROM generate_series(1, 3000) g",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    assert_eq!(archive(&app, 86_400, None).await, 3_000);
+    let vacuumed = || async {
+        let (count, dead): (i64, i64) = sqlx::query_as(
+            "SELECT vacuum_count, n_dead_tup FROM pg_stat_user_tables WHERE relname = 'radacct'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        count > 0 && dead == 0
+    };
+    assert!(
+        crate::harness::eventually(Duration::from_secs(40), vacuumed).await,
+        "the 3,000 dead rows of radacct were not vacuumed"
+    );
+    // The vacuum's session lock goes with its connection, right after.
+    let released = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND ((classid::bigint << 32) | objid::bigint) = $1",
+        )
+        .bind(0x7261_6461_6363_7404_i64)
+        .fetch_one(&db)
+        .await
+        .unwrap()
+            == 0
+    };
+    assert!(
+        crate::harness::eventually(Duration::from_secs(5), released).await,
+        "the vacuum's session lock outlived the vacuum"
+    );
+    app.stop().await;
+}
+
 /// PostgreSQL: radacctd's connections do not JIT-compile plans (one wrong estimate cost a third
 /// of the ingest rate in compilation), unless the operator's URL sets `jit` itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
