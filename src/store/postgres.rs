@@ -44,8 +44,9 @@ const VACUUM_LOCK: i64 = 0x7261_6461_6363_7404;
 /// the archiver and Accounting-On delete or rewrite thousands at a time, and the others take
 /// an update per login, heartbeat or logout.
 const VACUUMED_TABLES: [&str; 4] = ["radacct", "users", "nodes", "web_sessions"];
-/// A table is vacuumed once it has more dead rows than this share of its live ones (plus
-/// [`VACUUM_MIN_ROWS`]): autovacuum's default rule.
+/// A table is vacuumed once it has more dead rows, or rows inserted since its last VACUUM, than
+/// this share of its live ones (plus [`VACUUM_MIN_ROWS`]): autovacuum's default rules. The
+/// second keeps the visibility map current, which index-only scans need.
 const VACUUM_SHARE: f64 = 0.2;
 const VACUUM_MIN_ROWS: i64 = 1_000;
 /// How fast radacctd's own VACUUM goes: autovacuum's default throttle, so that it takes the
@@ -372,7 +373,8 @@ impl PgStore {
     /// Removes dead rows from radacctd's tables until `shutdown`, where autovacuum will not: on
     /// a server running with `autovacuum = off`, or for a table whose `autovacuum_enabled`
     /// storage parameter is off. Every [`STATISTICS_INTERVAL`], each of [`VACUUMED_TABLES`] with
-    /// more dead rows than autovacuum would allow is vacuumed, throttled as autovacuum is.
+    /// more dead or newly inserted rows than autovacuum would allow is vacuumed, throttled as
+    /// autovacuum is.
     /// Without it, `radacct` on such a server only grows: in the 10,000,000-session `--history`
     /// fill it reached 8 GB of heap and indexes for 4 million live rows and 16 million dead
     /// ones, and the archiver's batches read their way through the dead ones.
@@ -394,7 +396,8 @@ impl PgStore {
         let due: Vec<String> = sqlx::query_scalar(
             "SELECT s.relname::text FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
              WHERE s.schemaname = current_schema() AND s.relname = ANY($1) \
-             AND s.n_dead_tup > $2 + $3 * GREATEST(s.n_live_tup, 0) \
+             AND (s.n_dead_tup > $2 + $3 * GREATEST(s.n_live_tup, 0) \
+               OR s.n_ins_since_vacuum > $2 + $3 * GREATEST(s.n_live_tup, 0)) \
              AND (NOT current_setting('autovacuum')::bool OR EXISTS \
                (SELECT 1 FROM unnest(c.reloptions) o \
                 WHERE o LIKE 'autovacuum\\_enabled=%' AND NOT substr(o, 20)::bool)) \
