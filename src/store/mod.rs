@@ -402,7 +402,9 @@ impl Store {
 }
 
 /// Runs `step` every `interval` until `shutdown` (background upkeep). A failure is logged when
-/// it starts and when it ends, not at every tick.
+/// it starts and when it ends, not at every tick. Shutdown does not wait for a step: upkeep may
+/// run for minutes (a throttled VACUUM of a large table) or wait on a lock another client holds,
+/// and every step is safe to abandon (a transaction left unfinished is rolled back).
 async fn every<F, Fut>(
     interval: std::time::Duration,
     shutdown: &CancellationToken,
@@ -420,7 +422,11 @@ async fn every<F, Fut>(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match step().await {
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            outcome = step() => outcome,
+        };
+        match outcome {
             Ok(()) if failing => {
                 failing = false;
                 tracing::info!("{what} works again");

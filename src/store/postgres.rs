@@ -382,14 +382,14 @@ impl PgStore {
         super::every(
             STATISTICS_INTERVAL,
             &shutdown,
-            "vacuum of dead rows",
+            "vacuum where autovacuum is off",
             || async { self.vacuum_dead_rows().await.map(|_| ()) },
         )
         .await
     }
 
     /// VACUUMs the tables of [`VACUUMED_TABLES`] that autovacuum leaves alone and that have
-    /// enough dead rows; returns how many. One node at a time (advisory lock, on a connection of
+    /// enough dead or newly inserted rows; returns how many. One node at a time (advisory lock, on a connection of
     /// its own that is closed afterwards: VACUUM cannot run inside a transaction, so the lock
     /// is a session lock and must not outlive the work on a pooled connection).
     pub async fn vacuum_dead_rows(&self) -> Result<usize> {

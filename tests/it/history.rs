@@ -515,6 +515,22 @@ async fn a_kill_9_while_archiving_loses_and_duplicates_nothing(backend: Backend)
     app.stop().await;
 }
 
+/// Inserts `n` sessions that closed two days ago, by SQL: the tests of PostgreSQL's table upkeep
+/// need the rows, not ingest.
+async fn insert_closed_sessions(db: &sqlx::PgPool, n: i64) {
+    sqlx::query(
+        "INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
+         acctstarttime, acctupdatetime, acctstoptime, acctterminatecause) \
+         SELECT 'c' || g, md5('c' || g), 'user' || g, '127.0.0.1', \
+         now() - interval '2 days' - g * interval '1 second', now() - interval '2 days', \
+         now() - interval '2 days', 'User-Request' FROM generate_series(1, $1) g",
+    )
+    .bind(n)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
 /// PostgreSQL: the partitions of `radacct_history` get planner statistics from radacctd itself
 /// once the archiver has filled them (autovacuum is off on the CI server), so the planner does
 /// not guess thousands of rows per `acctuniqueid` in the archived-session probe of every Start.
@@ -522,18 +538,9 @@ async fn a_kill_9_while_archiving_loses_and_duplicates_nothing(backend: Backend)
 async fn postgres_history_partitions_are_analyzed_after_archiving() {
     let app = spawn(Backend::Postgres).await;
     let db = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-    // Set up by SQL (the statistics keeper is under test, not ingest): 1,500 sessions that
-    // closed two days ago, more than autovacuum's threshold of 1,000 + 10 %.
-    sqlx::query(
-        "INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
-         acctstarttime, acctupdatetime, acctstoptime, acctterminatecause) \
-         SELECT 'a' || g, md5('a' || g), 'user' || g, '127.0.0.1', \
-         now() - interval '2 days' - g * interval '1 second', now() - interval '2 days', \
-         now() - interval '2 days', 'User-Request' FROM generate_series(1, 1500) g",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    // 1,500 sessions that closed two days ago, more than autovacuum's threshold of
+    // 1,000 + 10 %.
+    insert_closed_sessions(&db, 1_500).await;
     assert_eq!(archive(&app, 86_400, None).await, 1_500);
     let partitions_analyzed = || async {
         sqlx::query_scalar::<_, Option<bool>>(
@@ -565,16 +572,7 @@ async fn postgres_dead_rows_are_vacuumed_where_autovacuum_is_off() {
         .unwrap();
     // 3,000 sessions that closed two days ago, archived: 3,000 dead rows in radacct, over
     // autovacuum's threshold of 1,000 + 20 % of the live rows.
-    sqlx::query(
-        "INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
-         acctstarttime, acctupdatetime, acctstoptime, acctterminatecause) \
-         SELECT 'v' || g, md5('v' || g), 'user' || g, '127.0.0.1', \
-         now() - interval '2 days' - g * interval '1 second', now() - interval '2 days', \
-         now() - interval '2 days', 'User-Request' FROM generate_series(1, 3000) g",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    insert_closed_sessions(&db, 3_000).await;
     assert_eq!(archive(&app, 86_400, None).await, 3_000);
     let vacuumed = || async {
         let (count, dead): (i64, i64) = sqlx::query_as(
@@ -607,6 +605,47 @@ async fn postgres_dead_rows_are_vacuumed_where_autovacuum_is_off() {
         "the vacuum's session lock outlived the vacuum"
     );
     app.stop().await;
+}
+
+/// PostgreSQL: a node stops promptly although its table upkeep (ANALYZE, VACUUM) is waiting for
+/// a lock another client holds on `radacct`, as a long maintenance job or a migration may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_shutdown_does_not_wait_for_table_upkeep() {
+    let app = spawn(Backend::Postgres).await;
+    let db = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    sqlx::query("ALTER TABLE radacct SET (autovacuum_enabled = off)")
+        .execute(&db)
+        .await
+        .unwrap();
+    let mut lock = db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE radacct IN SHARE UPDATE EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    // Enough new rows for both ANALYZE and VACUUM to be due; both wait for the lock.
+    insert_closed_sessions(&db, 3_000).await;
+    let waiting = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query IN ('ANALYZE radacct', 'VACUUM radacct')",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+            == 2
+    };
+    assert!(
+        crate::harness::eventually(Duration::from_secs(40), waiting).await,
+        "radacctd's ANALYZE and VACUUM of radacct did not start"
+    );
+    let stopping = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the node took {:?} to stop behind its table upkeep",
+        stopping.elapsed()
+    );
+    drop(lock);
 }
 
 /// PostgreSQL: radacctd's connections do not JIT-compile plans (one wrong estimate cost a third
