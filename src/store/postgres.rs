@@ -1133,6 +1133,9 @@ impl PgStore {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
+            // Ended here, not when the dropped transaction's rollback reaches the server: until
+            // then its lock would make the next batch, on another connection, find it taken.
+            tx.commit().await?;
             return Ok(0);
         }
         let mut ids = Vec::with_capacity(rows.len());

@@ -845,6 +845,8 @@ impl SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         if ids.is_empty() {
+            // Ended now, so the write lock is not held until the dropped transaction's rollback.
+            tx.commit().await?;
             return Ok(0);
         }
         let json = json_ids(&ids);
