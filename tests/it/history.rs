@@ -531,6 +531,19 @@ async fn insert_closed_sessions(db: &sqlx::PgPool, n: i64) {
     .unwrap();
 }
 
+/// A PostgreSQL node, a pool of the test's own on its database, and `radacct` with autovacuum
+/// off by its storage parameter (whatever the server's setting), so radacctd's own upkeep
+/// looks after it.
+async fn spawn_without_autovacuum() -> (TestApp, sqlx::PgPool) {
+    let app = spawn(Backend::Postgres).await;
+    let db = sqlx::PgPool::connect(&app.db.url).await.unwrap();
+    sqlx::query("ALTER TABLE radacct SET (autovacuum_enabled = off)")
+        .execute(&db)
+        .await
+        .unwrap();
+    (app, db)
+}
+
 /// PostgreSQL: the partitions of `radacct_history` get planner statistics from radacctd itself
 /// once the archiver has filled them (autovacuum is off on the CI server), so the planner does
 /// not guess thousands of rows per `acctuniqueid` in the archived-session probe of every Start.
@@ -564,12 +577,7 @@ async fn postgres_history_partitions_are_analyzed_after_archiving() {
 /// rows the archiver leaves behind, so the table does not grow without end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_dead_rows_are_vacuumed_where_autovacuum_is_off() {
-    let app = spawn(Backend::Postgres).await;
-    let db = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-    sqlx::query("ALTER TABLE radacct SET (autovacuum_enabled = off)")
-        .execute(&db)
-        .await
-        .unwrap();
+    let (app, db) = spawn_without_autovacuum().await;
     // 3,000 sessions that closed two days ago, archived: 3,000 dead rows in radacct, over
     // autovacuum's threshold of 1,000 + 20 % of the live rows.
     insert_closed_sessions(&db, 3_000).await;
@@ -611,12 +619,7 @@ async fn postgres_dead_rows_are_vacuumed_where_autovacuum_is_off() {
 /// a lock another client holds on `radacct`, as a long maintenance job or a migration may.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_shutdown_does_not_wait_for_table_upkeep() {
-    let app = spawn(Backend::Postgres).await;
-    let db = sqlx::PgPool::connect(&app.db.url).await.unwrap();
-    sqlx::query("ALTER TABLE radacct SET (autovacuum_enabled = off)")
-        .execute(&db)
-        .await
-        .unwrap();
+    let (app, db) = spawn_without_autovacuum().await;
     let mut lock = db.begin().await.unwrap();
     sqlx::query("LOCK TABLE radacct IN SHARE UPDATE EXCLUSIVE MODE")
         .execute(&mut *lock)
