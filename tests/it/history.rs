@@ -677,4 +677,5 @@ async fn postgres_connections_do_not_jit_unless_the_url_says_so() {
         jit(format!("{}?options=-c%20jit%3Don", db.url)).await,
         ("on".to_owned(), "radacctd".to_owned())
     );
+    db.drop_db().await;
 }
