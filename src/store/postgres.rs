@@ -229,6 +229,19 @@ pub fn connect_options(url: &str) -> Result<PgConnectOptions> {
     Ok(options.options([("jit", "off")]))
 }
 
+/// The writer's connections: `options` without sequential scans. Every statement of the write
+/// path finds its rows by key (`acctuniqueid`, the user's name, the NAS), each key has an index,
+/// and a scan of a whole table is never the right plan for them at any size. The planner can
+/// still pick one: a prepared statement gets a generic plan after five executions, made from
+/// the statistics of that moment and kept until the table's statistics change. Made while
+/// `radacct` was empty (a new database, or after a TRUNCATE), that plan scans all of `radacct`
+/// for every batch as the table grows, until the next ANALYZE (in tests: 70 ms instead of 7 ms
+/// for a batch of 200 Stops at 20,000 rows). With sequential scans off the planner takes the
+/// index whatever the statistics say; it still falls back to a scan where no index fits.
+fn writer_options(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("enable_seqscan", "off")])
+}
+
 impl PgStore {
     /// Closes both pools.
     pub async fn close(&self) {
@@ -253,7 +266,7 @@ impl PgStore {
         let writer = PgPoolOptions::new()
             .max_connections(PG_PIPELINE_DEPTH as u32)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(writer_options(options))
             .await?;
         Ok(Self { pool, writer })
     }
@@ -361,10 +374,16 @@ impl PgStore {
             if !locked {
                 return Ok(analyzed);
             }
+            let started = std::time::Instant::now();
             sqlx::query(&format!("ANALYZE {table}"))
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            tracing::debug!(
+                table = table.as_str(),
+                ms = started.elapsed().as_millis() as u64,
+                "refreshed planner statistics"
+            );
             analyzed += 1;
         }
         Ok(analyzed)

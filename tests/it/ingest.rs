@@ -825,3 +825,86 @@ async fn postgres_statistics_are_refreshed_after_many_changes() {
     );
     app.stop().await;
 }
+
+/// PostgreSQL: the write path finds its rows by key even where the planner has plans from a
+/// time when `radacct` was empty. A prepared statement gets a generic plan after five runs,
+/// made from the statistics of that moment; made on an empty table it is a scan of the whole
+/// table, and it was kept as the table grew, for every batch, until the next ANALYZE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_write_path_probes_by_key_after_starting_empty() {
+    const SESSIONS: u32 = 30;
+    const BULK: i64 = 20_000;
+    let app = spawn_app(Backend::Postgres).await;
+    let db = sqlx::PgPool::connect(&app.db.url).await.expect("connect");
+    let nas = app.nas();
+    // On the empty table, enough batches (one packet each) for the writer's connections to
+    // settle on generic plans for Starts and Interim-Updates.
+    for i in 0..SESSIONS {
+        nas.send(
+            nas.session(status::START, "early", &format!("early-{i}"))
+                .u32(dict::EVENT_TIMESTAMP, t0()),
+        )
+        .await;
+    }
+    let interims = |step: u32| {
+        let nas = &nas;
+        async move {
+            for i in 0..SESSIONS {
+                nas.send(
+                    nas.session(status::INTERIM_UPDATE, "early", &format!("early-{i}"))
+                        .u32(dict::EVENT_TIMESTAMP, t0() + step)
+                        .u32(dict::ACCT_SESSION_TIME, step),
+                )
+                .await;
+            }
+        }
+    };
+    interims(60).await;
+    // The table grows (no ANALYZE yet: radacctd's runs every 15 s, and these Interim-Updates
+    // follow at once).
+    sqlx::query(
+        "INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
+         acctstarttime, acctupdatetime) SELECT 'bulk' || g, md5('bulk' || g), 'bulk' || g, \
+         '127.0.0.1', now(), now() FROM generate_series(1, $1) g",
+    )
+    .bind(BULK)
+    .execute(&db)
+    .await
+    .expect("bulk insert");
+    let counters = || async {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT n_tup_upd, seq_tup_read FROM pg_stat_user_tables WHERE relname = 'radacct'",
+        )
+        .fetch_one(&db)
+        .await
+        .expect("pg_stat_user_tables")
+    };
+    // Reads before this moment that are not counted yet are those of the 60 packets above, on a
+    // table of at most 30 rows.
+    let (_, read) = counters().await;
+    interims(120).await;
+    // Each backend reports its counters within about 10 s of its last statement: wait until
+    // every Interim-Update is counted (the first round's and this one's).
+    let reported = || async { counters().await.0 >= 2 * i64::from(SESSIONS) };
+    assert!(
+        eventually(Duration::from_secs(30), reported).await,
+        "the Interim-Updates were not counted"
+    );
+    // A scan of the table would read all of it (20,030 rows) per Interim-Update; the reaper and
+    // the archiver may each scan it once meanwhile.
+    let scanned = counters().await.1 - read;
+    assert!(
+        scanned < 3 * BULK,
+        "{scanned} rows read by sequential scans for {SESSIONS} Interim-Updates"
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM radacct WHERE acctsessionid LIKE 'early-%' AND acctsessiontime = 120"
+        )
+        .fetch_one(&db)
+        .await
+        .expect("count"),
+        i64::from(SESSIONS)
+    );
+    app.stop().await;
+}
