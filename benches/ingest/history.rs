@@ -216,7 +216,11 @@ fn on_db(
             let load_plan = Arc::new(LoadPlan::build(setup, base, wave, None)?);
             wave += 1;
             let (background, _) = wait_for_idle(setup.idle_wait);
+            let server_before = server_rt.block_on(ServerWork::take(db))?;
             let r = super::storm::load(load_plan, node.radius, setup)?;
+            let server = server_rt
+                .block_on(ServerWork::take(db))?
+                .since(server_before);
             let mut l = r.latencies.clone();
             l.sort_unstable();
             let m = Ingest {
@@ -224,7 +228,7 @@ fn on_db(
                 p99_ms: percentile(&l, 99.0) as f64 / 1000.0,
             };
             println!(
-                "    ingest {label} {}/{runs}: {} acked/s, p50 {:.2} ms, p99 {:.2} ms, {} retransmits{}",
+                "    ingest {label} {}/{runs}: {} acked/s, p50 {:.2} ms, p99 {:.2} ms, {} retransmits{server}{}",
                 i + 1,
                 fmt_int(m.rate),
                 percentile(&l, 50.0) as f64 / 1000.0,
@@ -358,6 +362,63 @@ fn on_db(
         if lookup_ok { "MET" } else { "MISSED" },
     );
     Ok(true)
+}
+
+/// What PostgreSQL's background writers did, from its statistics views: a checkpoint that
+/// flushes the fill's pages during an ingest run competes with it for the disk, which is not the
+/// history's cost, so each run says how much of that it met.
+#[derive(Default, Clone, Copy)]
+struct ServerWork {
+    checkpoints: i64,
+    /// Buffers written by checkpoints.
+    checkpoint_buffers: i64,
+    /// Full-page images written to the WAL.
+    wal_fpi: i64,
+}
+
+impl ServerWork {
+    /// The counters now; zero on SQLite.
+    async fn take(db: &BenchDb) -> Result<Self> {
+        if db.backend != Backend::Postgres {
+            return Ok(Self::default());
+        }
+        Ok(Self {
+            checkpoints: db
+                .scalar("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+                .await?,
+            checkpoint_buffers: db
+                .scalar("SELECT buffers_checkpoint FROM pg_stat_bgwriter")
+                .await?,
+            wal_fpi: db.scalar("SELECT wal_fpi FROM pg_stat_wal").await?,
+        })
+    }
+
+    fn since(self, before: Self) -> ServerDelta {
+        ServerDelta(Self {
+            checkpoints: self.checkpoints - before.checkpoints,
+            checkpoint_buffers: self.checkpoint_buffers - before.checkpoint_buffers,
+            wal_fpi: self.wal_fpi - before.wal_fpi,
+        })
+    }
+}
+
+/// [`ServerWork`] during one run, printed as a suffix of its line (nothing on SQLite).
+struct ServerDelta(ServerWork);
+
+impl std::fmt::Display for ServerDelta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let w = &self.0;
+        if w.checkpoints == 0 && w.checkpoint_buffers == 0 && w.wal_fpi == 0 {
+            return Ok(());
+        }
+        write!(
+            f,
+            "; server: {} checkpoint(s) ended, {} buffers written by checkpoints, {} full-page images",
+            w.checkpoints,
+            fmt_int(w.checkpoint_buffers as f64),
+            fmt_int(w.wal_fpi as f64),
+        )
+    }
 }
 
 struct Lookups {
