@@ -6,7 +6,7 @@
 //!                               [--nases 10] [--pg postgres://postgres@127.0.0.1:5432]
 //!                               [--idle-wait 300] [--enforce-targets]
 //! cargo bench --bench ingest -- --storm [--sessions 100000] [--backend ...] [--runs 3]
-//! cargo bench --bench ingest -- --http-clients 500 [--backend ...] [--runs 3]
+//! cargo bench --bench ingest -- --http-clients 500 [--http-max-requests N] [--backend ...] [--runs 3]
 //! cargo bench --bench ingest -- --outage 30 [--rate 5000] [--backend ...] [--runs 1]
 //! cargo bench --bench ingest -- --soak 10 [--rate 5000] [--online 200000] [--rows 1000000]
 //! cargo bench --bench ingest -- --history 10000000 [--backend ...] [--runs 3]
@@ -132,6 +132,9 @@ struct Args {
     /// HTTP clients querying the node while the ingest runs (`mod http_load`); 0 = off.
     #[arg(long, default_value_t = 0)]
     http_clients: usize,
+    /// The node's `http.max_concurrent_requests` (default: radacctd's).
+    #[arg(long, value_name = "N")]
+    http_max_requests: Option<usize>,
     /// Measure a database outage of this many seconds under steady load instead (see `mod
     /// outage` at the end of this file).
     #[arg(long, value_name = "SECONDS")]
@@ -237,6 +240,7 @@ fn run(args: &Args) -> Result<bool> {
         pg,
         idle_wait: Duration::from_secs(args.idle_wait),
         steps: if args.storm { 1 } else { STEPS },
+        http_max_requests: args.http_max_requests,
     };
     if args.storm {
         return storm::run(&setup, backends, args.runs);
@@ -326,6 +330,8 @@ struct Setup {
     idle_wait: Duration,
     /// Packets per session: 4, or 1 (Starts only) for `--storm`.
     steps: usize,
+    /// `http.max_concurrent_requests` of the node, when not the default.
+    http_max_requests: Option<usize>,
 }
 
 /// What one run measured.
@@ -467,7 +473,7 @@ fn on_fresh_db<T>(
 }
 
 fn run_on(setup: &Setup, server_rt: &tokio::runtime::Runtime, db: &BenchDb) -> Result<RunResult> {
-    let (radius, metrics, shutdown, handle) = start_node(server_rt, db)?;
+    let (radius, metrics, shutdown, handle) = start_node(setup, server_rt, db)?;
 
     // Built before the clock starts; Event-Timestamps are recent but in the past.
     let now = chrono::Utc::now().timestamp();
@@ -537,17 +543,21 @@ type Node = (
 );
 
 /// A fresh node on `db`, RADIUS and HTTP on loopback.
-fn start_node(server_rt: &tokio::runtime::Runtime, db: &BenchDb) -> Result<Node> {
+fn start_node(setup: &Setup, server_rt: &tokio::runtime::Runtime, db: &BenchDb) -> Result<Node> {
     server_rt.block_on(async {
         // An admin password, so that the node does not make one up and print it.
-        let config = Layer::from_toml(&format!(
+        let mut toml = format!(
             "database_url = \"{}\"\nnode = \"bench\"\nadmin_password = \"{}\"\n\
              [radius]\nlisten = [\"127.0.0.1:0\"]\n[http]\nlisten = \"127.0.0.1:0\"\n",
             db.url,
             uuid::Uuid::new_v4().simple()
-        ))
-        .and_then(Layer::resolve)
-        .context("bench config")?;
+        );
+        if let Some(n) = setup.http_max_requests {
+            toml.push_str(&format!("max_concurrent_requests = {n}\n"));
+        }
+        let config = Layer::from_toml(&toml)
+            .and_then(Layer::resolve)
+            .context("bench config")?;
         let app = App::build(config)
             .await
             .context("radacctd does not build")?;
@@ -1593,7 +1603,7 @@ mod storm {
         server_rt: &tokio::runtime::Runtime,
         db: &BenchDb,
     ) -> Result<StormResult> {
-        let (radius, _metrics, shutdown, handle) = start_node(server_rt, db)?;
+        let (radius, _metrics, shutdown, handle) = start_node(setup, server_rt, db)?;
         let now = chrono::Utc::now().timestamp();
         let first = Arc::new(LoadPlan::build(setup, now - 120, 0, Some(STORM_NAS))?);
         let (background, _) = wait_for_idle(setup.idle_wait);

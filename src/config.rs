@@ -26,6 +26,13 @@ pub const DEFAULT_HTTP_HEADER_TIMEOUT: &str = "10s";
 /// `http.body_timeout`: time for a request body after its headers; bodies are at most 1 MiB,
 /// so this still lets a client on a 35 KB/s link send the largest one.
 pub const DEFAULT_HTTP_BODY_TIMEOUT: &str = "30s";
+/// `http.max_concurrent_requests`: HTTP requests processed at once (the others wait for a
+/// slot; `/healthz` and `/metrics` never do). See `api::admission` and README, "HTTP under
+/// load".
+pub const DEFAULT_HTTP_MAX_CONCURRENT_REQUESTS: usize = 16;
+/// The largest `http.max_concurrent_requests` that means anything: no more connections than
+/// this are served at once, each with one request at a time.
+pub const MAX_HTTP_CONCURRENT_REQUESTS: usize = crate::api::serve::MAX_CONNECTIONS;
 
 /// A configuration problem, always about one key.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +138,8 @@ pub struct HttpConfig {
     /// A request's body must arrive within this after its headers (else 408).
     #[serde(serialize_with = "serialize_duration")]
     pub body_timeout: Duration,
+    /// Requests processed at once; the others wait for a slot (at most 10 s, then 503).
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -203,6 +212,7 @@ pub struct HttpLayer {
     pub webservice_path: Option<String>,
     pub header_timeout: Option<String>,
     pub body_timeout: Option<String>,
+    pub max_concurrent_requests: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -361,6 +371,10 @@ impl Layer {
         over(&mut self.http.webservice_path, higher.http.webservice_path);
         over(&mut self.http.header_timeout, higher.http.header_timeout);
         over(&mut self.http.body_timeout, higher.http.body_timeout);
+        over(
+            &mut self.http.max_concurrent_requests,
+            higher.http.max_concurrent_requests,
+        );
         over(&mut self.site, higher.site);
         over(&mut self.node, higher.node);
         over(&mut self.domain, higher.domain);
@@ -466,6 +480,18 @@ impl Layer {
             self.http.body_timeout.as_deref(),
             DEFAULT_HTTP_BODY_TIMEOUT,
         )?;
+        let max_concurrent_requests = match self.http.max_concurrent_requests {
+            None => DEFAULT_HTTP_MAX_CONCURRENT_REQUESTS,
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=MAX_HTTP_CONCURRENT_REQUESTS).contains(n))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "http.max_concurrent_requests",
+                        format!("must be a whole number from 1 to {MAX_HTTP_CONCURRENT_REQUESTS}"),
+                    )
+                })?,
+        };
 
         let site = non_empty("site", self.site.unwrap_or_else(|| "central".to_owned()))?;
         let node = non_empty(
@@ -517,6 +543,7 @@ impl Layer {
                 webservice_path,
                 header_timeout,
                 body_timeout,
+                max_concurrent_requests,
             },
             site,
             node,
@@ -763,6 +790,7 @@ mod tests {
         assert_eq!(c.http.webservice_path, "/webconsole/api");
         assert_eq!(c.http.header_timeout, Duration::from_secs(10));
         assert_eq!(c.http.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.http.max_concurrent_requests, 16);
         assert_eq!(c.sessions.ttl, Duration::from_secs(12 * 3600));
         assert_eq!(c.accounting.stale_after, Some(Duration::from_secs(7200)));
         assert_eq!(c.accounting.history_retention, None);
@@ -825,6 +853,20 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert_eq!(err.key, "http.header_timeout");
+        for bad in ["0", "-3", "1025"] {
+            let err = Layer::from_toml(&format!("[http]\nmax_concurrent_requests = {bad}"))
+                .unwrap()
+                .resolve()
+                .unwrap_err();
+            assert_eq!(err.key, "http.max_concurrent_requests", "{bad}");
+        }
+        let err = Layer::from_toml("[http]\nmax_concurrent_requests = \"8\"").unwrap_err();
+        assert_eq!(err.key, "http.max_concurrent_requests", "{err}");
+        let c = Layer::from_toml("[http]\nmax_concurrent_requests = 4")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(c.http.max_concurrent_requests, 4);
         let err = Layer::from_toml("bogus = 1").unwrap_err();
         assert!(err.problem.contains("bogus"), "{err}");
         let err = Layer::from_toml("site = \"x\"\n[http]\nlisten = 8080\n").unwrap_err();

@@ -107,6 +107,9 @@ pub struct Metrics {
     /// 1 while the writer's last attempt to commit failed (it holds the batch and retries);
     /// `/healthz` answers 503 meanwhile.
     store_failing: Gauge,
+    http_in_progress: Gauge,
+    http_waiting: Gauge,
+    http_shed: Counter,
     /// Per reason: UNIX seconds of the last log line, and drops since it.
     last_logged: [AtomicI64; 9],
     suppressed: [AtomicU64; 9],
@@ -187,6 +190,24 @@ impl Metrics {
             "1 while the writer cannot commit (it holds its batch and retries)",
             store_failing.clone(),
         );
+        let http_in_progress = Gauge::default();
+        registry.register(
+            "http_requests_in_progress",
+            "HTTP requests being processed (at most http.max_concurrent_requests)",
+            http_in_progress.clone(),
+        );
+        let http_waiting = Gauge::default();
+        registry.register(
+            "http_requests_waiting",
+            "HTTP requests waiting for a processing slot",
+            http_waiting.clone(),
+        );
+        let http_shed = Counter::default();
+        registry.register(
+            "http_requests_shed",
+            "HTTP requests answered 503 after waiting too long for a slot",
+            http_shed.clone(),
+        );
         for reason in DropReason::ALL {
             let _ = drops.get_or_create(&DropLabels { reason });
         }
@@ -202,6 +223,9 @@ impl Metrics {
             archived,
             store_errors,
             store_failing,
+            http_in_progress,
+            http_waiting,
+            http_shed,
             last_logged: Default::default(),
             suppressed: Default::default(),
         }
@@ -272,6 +296,32 @@ impl Metrics {
         self.store_failing.set(i64::from(failing));
     }
 
+    /// Counts an HTTP request as waiting for a slot until the guard is dropped.
+    pub fn http_request_waiting(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.http_waiting)
+    }
+
+    /// Counts an HTTP request as in progress until the guard is dropped.
+    pub fn http_request_in_progress(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.http_in_progress)
+    }
+
+    pub fn http_request_shed(&self) {
+        self.http_shed.inc();
+    }
+
+    pub fn http_requests_in_progress(&self) -> i64 {
+        self.http_in_progress.get()
+    }
+
+    pub fn http_requests_waiting(&self) -> i64 {
+        self.http_waiting.get()
+    }
+
+    pub fn http_requests_shed(&self) -> u64 {
+        self.http_shed.get()
+    }
+
     pub fn store_failing(&self) -> bool {
         self.store_failing.get() != 0
     }
@@ -286,3 +336,21 @@ impl Metrics {
 }
 
 pub type SharedMetrics = Arc<Metrics>;
+
+/// One unit of a gauge, held while something lasts (also when its future is dropped).
+#[must_use = "the gauge goes back down when the guard is dropped"]
+#[derive(Debug)]
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

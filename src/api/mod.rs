@@ -1,5 +1,6 @@
 //! The HTTP side: one router per module, merged here.
 
+pub mod admission;
 pub mod console;
 pub mod graphql;
 pub mod health;
@@ -44,12 +45,21 @@ pub struct AppState {
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
+    let admission = admission::Admission::new(
+        state.config.http.max_concurrent_requests,
+        admission::ADMISSION_WAIT,
+        state.metrics.clone(),
+    );
     Router::new()
         .merge(health::router())
         .merge(console::router(&state.config.http.webservice_path))
         .merge(graphql::router())
         .merge(web_sessions::router())
         .merge(web::router(&state.config.http.webservice_path))
+        .layer(axum::middleware::from_fn_with_state(
+            admission,
+            admission::admit,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .layer(axum::middleware::from_fn_with_state(
@@ -59,9 +69,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// What a body over [`MAX_BODY_BYTES`] is told.
+const OVERSIZE_MESSAGE: &str = "the request body is larger than 1 MiB";
+
 /// A request whose `Content-Length` announces more than [`MAX_BODY_BYTES`] gets 413 at once,
-/// before its body is read (the body limit alone would wait for the body to arrive). The body
-/// of the answer has the shape of the endpoint's errors.
+/// before its body is read (the body limit alone would wait for the body to arrive).
 async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
     let declared = request
         .headers()
@@ -71,14 +83,28 @@ async fn refuse_declared_oversize(request: Request, next: Next) -> Response {
     if declared.is_none_or(|n| n <= MAX_BODY_BYTES as u64) {
         return next.run(request).await;
     }
-    const MESSAGE: &str = "the request body is larger than 1 MiB";
-    let body = if graphql::is_graphql_path(request.uri().path()) {
+    error_response(
+        request.uri().path(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        OVERSIZE_MESSAGE,
+    )
+}
+
+/// An error answered before the request reaches its endpoint, in the shape of that endpoint's
+/// errors: GraphQL's `errors` list on the GraphQL path, `errorCode`/`errorMessage` elsewhere.
+pub(crate) fn error_response(path: &str, status: StatusCode, message: &str) -> Response {
+    let body = if graphql::is_graphql_path(path) {
+        let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "SERVICE_UNAVAILABLE"
+        } else {
+            "BAD_REQUEST"
+        };
         serde_json::json!({
             "data": null,
-            "errors": [{ "message": MESSAGE, "extensions": { "code": "BAD_REQUEST" } }],
+            "errors": [{ "message": message, "extensions": { "code": code } }],
         })
     } else {
-        serde_json::json!({ "errorCode": 413, "errorMessage": MESSAGE })
+        serde_json::json!({ "errorCode": status.as_u16(), "errorMessage": message })
     };
-    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+    (status, Json(body)).into_response()
 }

@@ -17,8 +17,8 @@ use axum::body::{Body, BodyDataStream, Bytes, HttpBody};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::response::Response;
+use axum::Router;
 use futures_util::Stream;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -28,7 +28,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
-use super::{graphql, AppState};
+use super::AppState;
 
 /// Connections served at once. Past it the node stops accepting (new clients wait in the
 /// kernel's backlog) until one closes, so a flood of connections costs a bounded number of
@@ -144,7 +144,7 @@ pub async fn body_deadline(
         return next.run(request).await;
     }
     let expired = Arc::new(AtomicBool::new(false));
-    let is_graphql = graphql::is_graphql_path(request.uri().path());
+    let path = request.uri().path().to_owned();
     let request = request.map(|body| {
         Body::from_stream(DeadlineStream {
             inner: body.into_data_stream(),
@@ -156,16 +156,11 @@ pub async fn body_deadline(
     if !expired.load(Ordering::Acquire) {
         return response;
     }
-    const MESSAGE: &str = "the request body did not arrive in time";
-    let body = if is_graphql {
-        serde_json::json!({
-            "data": null,
-            "errors": [{ "message": MESSAGE, "extensions": { "code": "BAD_REQUEST" } }],
-        })
-    } else {
-        serde_json::json!({ "errorCode": 408, "errorMessage": MESSAGE })
-    };
-    let mut response = (StatusCode::REQUEST_TIMEOUT, Json(body)).into_response();
+    let mut response = super::error_response(
+        &path,
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body did not arrive in time",
+    );
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

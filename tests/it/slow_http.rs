@@ -3,7 +3,8 @@
 //! stalls after its headers, is cut off within `http.header_timeout` / `http.body_timeout`
 //! (never answered with a 5xx) while other clients are served; nothing is written for a cut-off
 //! request; a GraphQL subscription outlives both limits, and a WebSocket that never sends
-//! `connection_init` is closed. The limits are shortened through the config so that the tests
+//! `connection_init` is closed; a burst of clients larger than `http.max_concurrent_requests`
+//! is served through its slots, with `/metrics` answering meanwhile. The limits are shortened through the config so that the tests
 //! take seconds.
 
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ both_backends!(
     a_client_that_stalls_in_its_headers_is_cut_off_while_others_are_served,
     a_request_body_that_stalls_gets_408_and_writes_nothing,
     a_subscription_outlives_the_http_timeouts_and_a_silent_websocket_does_not,
+    a_burst_of_clients_is_served_through_few_slots_and_monitoring_is_never_held,
 );
 
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -420,5 +422,87 @@ async fn a_subscription_outlives_the_http_timeouts_and_a_silent_websocket_does_n
         v["payload"]["data"]["sessionEvents"]["kind"], "START",
         "{v}"
     );
+    app.stop().await;
+}
+
+/// The value of an unlabelled metric in Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+async fn a_burst_of_clients_is_served_through_few_slots_and_monitoring_is_never_held(
+    backend: Backend,
+) {
+    const SLOTS: usize = 2;
+    const CLIENTS: usize = 96;
+    let app = spawn_app_with(backend, |c| c.http.max_concurrent_requests = SLOTS).await;
+    let admin = login(&app, "admin", ADMIN_PASSWORD).await;
+    let nas = app.nas();
+    nas.send(nas.session(radacctd::radius::dict::status::START, "admin", "burst-1"))
+        .await;
+
+    let http = reqwest::Client::new();
+    let query = json!({
+        "query": "query($u: Int!) { getOnlineSessions(userId: $u) { sessionId } }",
+        "variables": { "u": admin.user_id },
+    });
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let http = http.clone();
+            let url = if i % 2 == 0 {
+                app.url("/graphql")
+            } else {
+                app.url(&format!("{WS}/Session?userId={}", admin.user_id))
+            };
+            let (token, query) = (admin.token.clone(), query.clone());
+            tokio::spawn(async move {
+                let request = if i % 2 == 0 {
+                    http.post(url).json(&query)
+                } else {
+                    http.get(url).header("Accept", "application/json")
+                };
+                let r = request.header("Authtoken", token).send().await.unwrap();
+                (i, r.status(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    // /metrics answers while the burst queues, and never shows more than SLOTS at work.
+    let mut samples = 0;
+    while !clients.iter().all(|c| c.is_finished()) {
+        let text = app.metrics_text().await;
+        let in_progress = metric(&text, "radacctd_http_requests_in_progress");
+        assert!(
+            in_progress <= SLOTS as f64,
+            "{in_progress} requests at once"
+        );
+        samples += 1;
+    }
+    for client in clients {
+        let (i, status, body) = client.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "client {i}: {body}");
+        if i % 2 == 0 {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                v["data"]["getOnlineSessions"],
+                json!([{ "sessionId": "burst-1" }]),
+                "client {i}"
+            );
+        } else {
+            // The console Session API lists the user's console sessions: this login's.
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(
+                v["sessions"][0]["sessionId"],
+                admin.session_id.as_str(),
+                "client {i}"
+            );
+        }
+    }
+    let text = app.metrics_text().await;
+    assert_eq!(metric(&text, "radacctd_http_requests_in_progress"), 0.0);
+    assert_eq!(metric(&text, "radacctd_http_requests_waiting"), 0.0);
+    assert_eq!(metric(&text, "radacctd_http_requests_shed_total"), 0.0);
+    assert!(samples > 0, "the burst ended before /metrics was read once");
     app.stop().await;
 }
