@@ -157,21 +157,42 @@ mod tests {
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
-    #[tokio::test]
-    async fn a_request_past_the_slots_waits_then_gets_503_and_health_is_never_held() {
+    /// A router with one slot, taken by a `/hold` request until `release` is notified.
+    struct Held {
+        metrics: Arc<Metrics>,
+        router: Router,
+        release: Arc<Notify>,
+        held: tokio::task::JoinHandle<Response>,
+    }
+
+    async fn hold_the_only_slot(wait: Duration) -> Held {
         let metrics = Arc::new(Metrics::new());
-        let admission = Admission::new(1, Duration::from_millis(200), metrics.clone());
+        let admission = Admission::new(1, wait, metrics.clone());
         let release = Arc::new(Notify::new());
         let router = app(admission, release.clone());
-
         let held = tokio::spawn({
             let router = router.clone();
             async move { send(&router, Request::get("/hold").body(Body::empty()).unwrap()).await }
         });
-        // Let the first request take the only slot.
         while metrics.http_requests_in_progress() == 0 {
             tokio::task::yield_now().await;
         }
+        Held {
+            metrics,
+            router,
+            release,
+            held,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_slots_waits_then_gets_503_and_health_is_never_held() {
+        let Held {
+            metrics,
+            router,
+            release,
+            held,
+        } = hold_the_only_slot(Duration::from_millis(200)).await;
 
         let health = send(
             &router,
@@ -204,18 +225,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_request_runs_when_a_slot_frees() {
-        let metrics = Arc::new(Metrics::new());
-        let admission = Admission::new(1, Duration::from_secs(30), metrics.clone());
-        let release = Arc::new(Notify::new());
-        let router = app(admission, release.clone());
-
-        let held = tokio::spawn({
-            let router = router.clone();
-            async move { send(&router, Request::get("/hold").body(Body::empty()).unwrap()).await }
-        });
-        while metrics.http_requests_in_progress() == 0 {
-            tokio::task::yield_now().await;
-        }
+        let Held {
+            metrics,
+            router,
+            release,
+            held,
+        } = hold_the_only_slot(Duration::from_secs(30)).await;
         let waiting = tokio::spawn({
             let router = router.clone();
             async move {

@@ -651,6 +651,33 @@ async fn postgres_shutdown_does_not_wait_for_table_upkeep() {
     drop(lock);
 }
 
+/// PostgreSQL: the writer's connections take generic plans only and no sequential scans (see
+/// `store::postgres::writer_options`); the API's connections keep PostgreSQL's defaults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writer_connections_plan_generically_and_never_scan_whole_tables() {
+    use radacctd::store::postgres::{connect_options, writer_options};
+    let db = crate::harness::TestDb::new(Backend::Postgres).await;
+    let settings = |options: sqlx::postgres::PgConnectOptions| async move {
+        let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap();
+        let mut values = Vec::new();
+        for setting in ["plan_cache_mode", "enable_seqscan"] {
+            let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            values.push(value);
+        }
+        values
+    };
+    let api = connect_options(&db.url).unwrap();
+    assert_eq!(
+        settings(writer_options(api.clone())).await,
+        ["force_generic_plan", "off"]
+    );
+    assert_eq!(settings(api).await, ["auto", "on"]);
+    db.drop_db().await;
+}
+
 /// PostgreSQL: radacctd's connections do not JIT-compile plans (one wrong estimate cost a third
 /// of the ingest rate in compilation), unless the operator's URL sets `jit` itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
