@@ -304,6 +304,11 @@ async fn every_endpoint_rejects_bad_input_with_a_clear_4xx_and_writes_nothing(ba
             .header("Content-Type", "application/json")
             .header("Transfer-Encoding", "chunked")
             .body(chunked(big_json.as_bytes())),
+        row("graphql: broken chunked coding", "POST", "/graphql", 400)
+            .token(token)
+            .header("Content-Type", "application/json")
+            .header("Transfer-Encoding", "chunked")
+            .body(b"zz\r\n{}\r\n0\r\n\r\n"),
         row("graphql: Content-Length over 1 MiB, short body", "POST", "/graphql", 413)
             .token(token)
             .header("Content-Type", "application/json")
@@ -412,6 +417,10 @@ async fn every_endpoint_rejects_bad_input_with_a_clear_4xx_and_writes_nothing(ba
             .header("Content-Type", "application/json")
             .header("Transfer-Encoding", "chunked")
             .body(chunked(big_json.as_bytes())),
+        row("Login: broken chunked coding", "POST", format!("{WS}/Login"), 400)
+            .header("Content-Type", "application/json")
+            .header("Transfer-Encoding", "chunked")
+            .body(b"2\r\n{}\r\nnot-a-size\r\n"),
         row("Login: XML", "POST", format!("{WS}/Login"), 400)
             .header("Content-Type", "application/xml")
             .body("<DM2ContentIndexing_CheckCredentialReq username=\"admin\"/>"),
