@@ -9,7 +9,13 @@
 //!    [`POOL`] that each come back about once a day, as a carrier-grade pool's do. They are all
 //!    older than `archive_after`, so the archiver moves every one of them to `radacct_history`,
 //!    meanwhile and after; the bench waits until it has;
-//! 3. the same ingest measurement again, `--runs` times (new sessions each time);
+//! 3. the same ingest measurement again, `--runs` times (new sessions each time), each run
+//!    paired with one on a second database that is empty, served by a second node of the same
+//!    configuration on the same server, in turn (the order swapped every round). The target
+//!    compares these two: measured in the same minutes, both meet the same machine (a 2-core
+//!    VM whose speed drifts over a run this long) and the same server state (its caches full of
+//!    the fill, its checkpoints), so their ratio is the cost of the history alone. The ratio to
+//!    the runs of step 1, half an hour earlier, is printed too;
 //! 4. `sessionsByIp(ip, at)` over HTTP (`POST /graphql`, admin token), [`LOOKUPS`] times, one
 //!    at a time, for a random filled session and a moment inside it: p50 / p99, and every
 //!    answer must be exactly that session.
@@ -177,6 +183,60 @@ fn one(setup: &Setup, backend: Backend, runs: usize, plan: &Plan) -> Result<bool
     on_fresh_db(setup, backend, |rt, db| on_db(setup, rt, db, runs, plan))
 }
 
+/// The nodes' configuration beyond the bench's defaults.
+const CONFIG: &str = "[accounting]\narchive_after = \"1d\"\n";
+
+/// Empties `radacct` for the next ingest run (the bench's own rows: the archiver has moved every
+/// history session out before the runs after the history).
+fn reset(server_rt: &tokio::runtime::Runtime, db: &BenchDb) -> Result<()> {
+    server_rt.block_on(db.execute(match db.backend {
+        Backend::Sqlite => "DELETE FROM radacct",
+        Backend::Postgres => "TRUNCATE radacct",
+    }))?;
+    Ok(())
+}
+
+/// One ingest measurement on `node` (new sessions: `wave` counts them), from an empty `radacct`.
+fn ingest_run(
+    setup: &Setup,
+    server_rt: &tokio::runtime::Runtime,
+    node: &fleet::Node,
+    db: &BenchDb,
+    label: &str,
+    wave: &mut u32,
+) -> Result<Ingest> {
+    reset(server_rt, db)?;
+    let now = chrono::Utc::now().timestamp();
+    let base = now - i64::from(3 * INTERIM_SECONDS) - 120;
+    let load_plan = Arc::new(LoadPlan::build(setup, base, *wave, None)?);
+    *wave += 1;
+    let (background, _) = wait_for_idle(setup.idle_wait);
+    let server_before = server_rt.block_on(ServerWork::take(db))?;
+    let r = super::storm::load(load_plan, node.radius, setup)?;
+    let server = server_rt
+        .block_on(ServerWork::take(db))?
+        .since(server_before);
+    let mut l = r.latencies.clone();
+    l.sort_unstable();
+    let m = Ingest {
+        rate: r.acked as f64 / r.elapsed.as_secs_f64(),
+        p99_ms: percentile(&l, 99.0) as f64 / 1000.0,
+    };
+    println!(
+        "    ingest {label}: {} acked/s, p50 {:.2} ms, p99 {:.2} ms, {} retransmits{server}{}",
+        fmt_int(m.rate),
+        percentile(&l, 50.0) as f64 / 1000.0,
+        m.p99_ms,
+        r.retransmits,
+        if background.is_none_or(|b| b > BUSY_BEFORE_RUN) {
+            " (DISTURBED: the machine was busy before the run)"
+        } else {
+            ""
+        },
+    );
+    Ok(m)
+}
+
 /// Rate and p99 of one ingest measurement.
 struct Ingest {
     rate: f64,
@@ -191,62 +251,20 @@ fn on_db(
     plan: &Plan,
 ) -> Result<bool> {
     let password = uuid::Uuid::new_v4().simple().to_string();
-    let node = fleet::start_with_password(
-        server_rt,
-        db,
-        &password,
-        "[accounting]\narchive_after = \"1d\"\n",
-    )?;
-    // Empties `radacct` for the next ingest run (the bench's own rows: the archiver has moved
-    // every history session out before the runs after the history).
-    let reset = || -> Result<()> {
-        server_rt.block_on(db.execute(match db.backend {
-            Backend::Sqlite => "DELETE FROM radacct",
-            Backend::Postgres => "TRUNCATE radacct",
-        }))?;
-        Ok(())
-    };
+    let node = fleet::start_with_password(server_rt, db, &password, CONFIG)?;
     let mut wave = 0;
-    let mut measure = |label: &str| -> Result<Vec<Ingest>> {
-        let mut out = Vec::new();
-        for i in 0..runs {
-            reset()?;
-            let now = chrono::Utc::now().timestamp();
-            let base = now - i64::from(3 * INTERIM_SECONDS) - 120;
-            let load_plan = Arc::new(LoadPlan::build(setup, base, wave, None)?);
-            wave += 1;
-            let (background, _) = wait_for_idle(setup.idle_wait);
-            let server_before = server_rt.block_on(ServerWork::take(db))?;
-            let r = super::storm::load(load_plan, node.radius, setup)?;
-            let server = server_rt
-                .block_on(ServerWork::take(db))?
-                .since(server_before);
-            let mut l = r.latencies.clone();
-            l.sort_unstable();
-            let m = Ingest {
-                rate: r.acked as f64 / r.elapsed.as_secs_f64(),
-                p99_ms: percentile(&l, 99.0) as f64 / 1000.0,
-            };
-            println!(
-                "    ingest {label} {}/{runs}: {} acked/s, p50 {:.2} ms, p99 {:.2} ms, {} retransmits{server}{}",
-                i + 1,
-                fmt_int(m.rate),
-                percentile(&l, 50.0) as f64 / 1000.0,
-                m.p99_ms,
-                r.retransmits,
-                if background.is_none_or(|b| b > BUSY_BEFORE_RUN) {
-                    " (DISTURBED: the machine was busy before the run)"
-                } else {
-                    ""
-                },
-            );
-            out.push(m);
-        }
-        Ok(out)
-    };
-
-    let before = measure("on the empty database")?;
-    reset()?;
+    let mut before = Vec::with_capacity(runs);
+    for i in 0..runs {
+        before.push(ingest_run(
+            setup,
+            server_rt,
+            &node,
+            db,
+            &format!("on the empty database {}/{runs}", i + 1),
+            &mut wave,
+        )?);
+    }
+    reset(server_rt, db)?;
 
     // The history, through UDP.
     let now = chrono::Utc::now().timestamp() as u32;
@@ -333,28 +351,79 @@ fn on_db(
         plan.sessions
     );
 
-    let after = measure("after the history")?;
+    // The runs after the history, each paired with one on a second database that is empty,
+    // in the same minutes on the same server (in turn, the order swapped every round): what
+    // the machine and the server's caches are doing then weighs on both alike, and the ratio
+    // of the two medians is the history's own cost.
+    let control_db = server_rt.block_on(BenchDb::create(db.backend, &setup.pg))?;
+    let paired = (|| -> Result<(Vec<Ingest>, Vec<Ingest>)> {
+        let control = fleet::start_with_password(server_rt, &control_db, &password, CONFIG)?;
+        let (mut after, mut empty) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+        for i in 0..runs {
+            let label = |what: &str| format!("{what} {}/{runs}", i + 1);
+            let history_run = |wave: &mut u32| {
+                ingest_run(
+                    setup,
+                    server_rt,
+                    &node,
+                    db,
+                    &label("after the history"),
+                    wave,
+                )
+            };
+            if i % 2 == 0 {
+                after.push(history_run(&mut wave)?);
+            }
+            empty.push(ingest_run(
+                setup,
+                server_rt,
+                &control,
+                &control_db,
+                &label("on a second, empty database"),
+                &mut wave,
+            )?);
+            if i % 2 == 1 {
+                after.push(history_run(&mut wave)?);
+            }
+        }
+        control.stop(server_rt)?;
+        Ok((after, empty))
+    })();
+    let dropped = server_rt.block_on(control_db.drop_db());
+    let (after, empty) = paired?;
+    dropped?;
 
     // The lookups.
     let lookups = server_rt.block_on(lookups(node.http, &password, plan.sessions, now))?;
     node.stop(server_rt)?;
 
     let med = |v: &[Ingest], f: fn(&Ingest) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
-    let (rate0, rate1) = (med(&before, |m| m.rate), med(&after, |m| m.rate));
-    let (p99_0, p99_1) = (med(&before, |m| m.p99_ms), med(&after, |m| m.p99_ms));
-    let ratio = rate1 / rate0;
+    let (rate0, rate1, rate_e) = (
+        med(&before, |m| m.rate),
+        med(&after, |m| m.rate),
+        med(&empty, |m| m.rate),
+    );
+    let (p99_0, p99_1, p99_e) = (
+        med(&before, |m| m.p99_ms),
+        med(&after, |m| m.p99_ms),
+        med(&empty, |m| m.p99_ms),
+    );
+    let ratio = rate1 / rate_e;
     let ratio_ok = ratio >= TARGET_RATIO;
     let lookup_ok = lookups.p99_ms < TARGET_LOOKUP_P99_MS;
     println!(
-        "{}: ingest median {} acked/s (p99 {p99_0:.2} ms) empty, {} acked/s (p99 {p99_1:.2} ms) \
-         after {} sessions of history: {ratio:.2}x, target {TARGET_RATIO}x: {}\n    \
+        "{}: ingest median {} acked/s (p99 {p99_1:.2} ms) after {} sessions of history, {} \
+         acked/s (p99 {p99_e:.2} ms) on an empty database in the same minutes: {ratio:.2}x, \
+         target {TARGET_RATIO}x: {}; before the fill {} acked/s (p99 {p99_0:.2} ms, {:.2}x)\n    \
          sessionsByIp over HTTP at {} rows: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, target p99 < \
          {TARGET_LOOKUP_P99_MS} ms: {}",
         db.backend.name(),
-        fmt_int(rate0),
         fmt_int(rate1),
         fmt_int(f64::from(plan.sessions)),
+        fmt_int(rate_e),
         if ratio_ok { "MET" } else { "MISSED" },
+        fmt_int(rate0),
+        rate1 / rate0,
         fmt_int((live + history) as f64),
         lookups.p50_ms,
         lookups.p99_ms,
@@ -367,13 +436,19 @@ fn on_db(
 /// What PostgreSQL's background writers did, from its statistics views: a checkpoint that
 /// flushes the fill's pages during an ingest run competes with it for the disk, which is not the
 /// history's cost, so each run says how much of that it met.
-#[derive(Default, Clone, Copy)]
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
 struct ServerWork {
     checkpoints: i64,
     /// Buffers written by checkpoints.
     checkpoint_buffers: i64,
     /// Full-page images written to the WAL.
     wal_fpi: i64,
+    /// VACUUMs (radacctd's or autovacuum's) ended on this database's tables.
+    vacuums: i64,
+    /// ANALYZEs ended on this database's tables.
+    analyzes: i64,
+    /// VACUUMs running on this database now.
+    vacuuming: i64,
 }
 
 impl ServerWork {
@@ -390,6 +465,24 @@ impl ServerWork {
                 .scalar("SELECT buffers_checkpoint FROM pg_stat_bgwriter")
                 .await?,
             wal_fpi: db.scalar("SELECT wal_fpi FROM pg_stat_wal").await?,
+            vacuums: db
+                .scalar(
+                    "SELECT COALESCE(SUM(vacuum_count + autovacuum_count), 0)::bigint \
+                     FROM pg_stat_user_tables",
+                )
+                .await?,
+            analyzes: db
+                .scalar(
+                    "SELECT COALESCE(SUM(analyze_count + autoanalyze_count), 0)::bigint \
+                     FROM pg_stat_user_tables",
+                )
+                .await?,
+            vacuuming: db
+                .scalar(
+                    "SELECT COUNT(*) FROM pg_stat_progress_vacuum \
+                     WHERE datname = current_database()",
+                )
+                .await?,
         })
     }
 
@@ -398,6 +491,9 @@ impl ServerWork {
             checkpoints: self.checkpoints - before.checkpoints,
             checkpoint_buffers: self.checkpoint_buffers - before.checkpoint_buffers,
             wal_fpi: self.wal_fpi - before.wal_fpi,
+            vacuums: self.vacuums - before.vacuums,
+            analyzes: self.analyzes - before.analyzes,
+            vacuuming: before.vacuuming.max(self.vacuuming),
         })
     }
 }
@@ -408,15 +504,19 @@ struct ServerDelta(ServerWork);
 impl std::fmt::Display for ServerDelta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let w = &self.0;
-        if w.checkpoints == 0 && w.checkpoint_buffers == 0 && w.wal_fpi == 0 {
+        if *w == ServerWork::default() {
             return Ok(());
         }
         write!(
             f,
-            "; server: {} checkpoint(s) ended, {} buffers written by checkpoints, {} full-page images",
+            "; server: {} checkpoint(s) ended, {} buffers written by checkpoints, {} full-page \
+             images, {} VACUUM(s) and {} ANALYZE(s) ended, {} VACUUM(s) running at its start or end",
             w.checkpoints,
             fmt_int(w.checkpoint_buffers as f64),
             fmt_int(w.wal_fpi as f64),
+            w.vacuums,
+            w.analyzes,
+            w.vacuuming,
         )
     }
 }
