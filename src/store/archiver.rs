@@ -101,17 +101,23 @@ async fn pass(
     let mut moved = 0;
     if let Some(after) = accounting.archive_after {
         let cutoff = now - after.as_secs() as i64;
+        // Each batch starts at the last stop time the one before moved. What it leaves behind
+        // (a row locked by the writer just then, a Stop that came late with an earlier time)
+        // is due again at the next pass, which starts from the beginning.
+        let mut from = 0;
         while !shutdown.is_cancelled() {
             let asked = size.0;
             let began = Instant::now();
-            let n = store.archive_batch(cutoff, asked).await?;
+            let batch = store.archive_batch(from, cutoff, asked).await?;
             let took = began.elapsed();
+            let n = batch.moved;
             moved += n;
             // Counted per batch: a catch-up over millions of rows is one long pass.
             metrics.archived(n);
             if (n as i64) < asked {
                 break;
             }
+            from = batch.last_stop.unwrap_or(from);
             size.adapt(took);
             tracing::debug!(
                 moved = n,

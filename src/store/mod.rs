@@ -76,6 +76,15 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
+/// What one archiver batch moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Archived {
+    /// Sessions moved to `radacct_history`.
+    pub moved: u64,
+    /// The latest stop time among them (Unix seconds): the next batch of the pass starts there.
+    pub last_stop: Option<i64>,
+}
+
 /// A `nas` table row as the CLI and the client table see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NasRow {
@@ -356,10 +365,11 @@ impl Store {
         dispatch!(self, s => s.close_web_sessions(session_ids, now).await)
     }
 
-    /// Moves one batch of sessions stopped before `cutoff` to `radacct_history` (see
-    /// [`archiver`]); returns how many moved (0 on a node that does not hold the archiver lock).
-    pub async fn archive_batch(&self, cutoff: i64, batch: i64) -> Result<u64> {
-        dispatch!(self, s => s.archive_batch(cutoff, batch).await)
+    /// Moves one batch of the sessions that stopped in `from..cutoff` (Unix seconds), earliest
+    /// stop first, to `radacct_history` (see [`archiver`]); nothing on a node that does not hold
+    /// the archiver lock.
+    pub async fn archive_batch(&self, from: i64, cutoff: i64, batch: i64) -> Result<Archived> {
+        dispatch!(self, s => s.archive_batch(from, cutoff, batch).await)
     }
 
     /// Removes history that stopped before `cutoff` (whole months on PostgreSQL).

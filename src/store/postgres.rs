@@ -20,7 +20,8 @@ use super::users::{
     user_row, web_session_row, NewWebSession, UserRow, WebSessionRow, WsConnectionRow,
 };
 use super::{
-    events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError, PG_PIPELINE_DEPTH,
+    events_json, new_users_json, Archived, NasRow, Plan, Result, Stage, Step, StoreError,
+    PG_PIPELINE_DEPTH,
 };
 
 const POOL_SIZE: u32 = 8;
@@ -1140,25 +1141,34 @@ impl PgStore {
         Ok(())
     }
 
-    /// Moves up to `batch` sessions that stopped before `cutoff` to `radacct_history` in one
-    /// transaction (a crash leaves each row in exactly one table), creating the monthly
-    /// partitions they need first. Only one node archives at a time (advisory lock); on the
-    /// others this returns 0.
-    pub async fn archive_batch(&self, cutoff: i64, batch: i64) -> Result<u64> {
+    /// Moves up to `batch` sessions that stopped in `from..cutoff`, earliest first, to
+    /// `radacct_history` in one transaction (a crash leaves each row in exactly one table),
+    /// creating the monthly partitions they need first. Only one node archives at a time
+    /// (advisory lock); on the others this moves nothing.
+    pub async fn archive_batch(&self, from: i64, cutoff: i64, batch: i64) -> Result<Archived> {
         let mut tx = self.pool.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(ARCHIVER_LOCK)
             .fetch_one(&mut *tx)
             .await?;
         if !locked {
-            return Ok(0);
+            return Ok(Archived::default());
         }
+        // The scan starts at `from`, where the pass's previous batch ended: the index entries of
+        // the rows moved before stay behind as dead ones until VACUUM (longer while any
+        // transaction is open), and a scan from the lowest stop time read through all of them:
+        // 80-170 ms a batch behind 1.8 million of them, against 2 ms from `from`. The second is
+        // rounded down: a stop time written by another tool may have a fraction, and rounding it
+        // up would leave the rows of that same stop time behind for the rest of the pass.
         let rows = sqlx::query(
-            "SELECT radacctid, EXTRACT(YEAR FROM acctstarttime AT TIME ZONE 'UTC')::int AS y, \
+            "SELECT radacctid, floor(EXTRACT(EPOCH FROM acctstoptime))::bigint AS stop, \
+             EXTRACT(YEAR FROM acctstarttime AT TIME ZONE 'UTC')::int AS y, \
              EXTRACT(MONTH FROM acctstarttime AT TIME ZONE 'UTC')::int AS m FROM radacct \
-             WHERE acctstoptime IS NOT NULL AND acctstoptime < to_timestamp($1) \
-             ORDER BY acctstoptime LIMIT $2 FOR UPDATE SKIP LOCKED",
+             WHERE acctstoptime IS NOT NULL AND acctstoptime >= to_timestamp($1) \
+             AND acctstoptime < to_timestamp($2) \
+             ORDER BY acctstoptime LIMIT $3 FOR UPDATE SKIP LOCKED",
         )
+        .bind(from)
         .bind(cutoff)
         .bind(batch)
         .fetch_all(&mut *tx)
@@ -1167,12 +1177,14 @@ impl PgStore {
             // Ended here, not when the dropped transaction's rollback reaches the server: until
             // then its lock would make the next batch, on another connection, find it taken.
             tx.commit().await?;
-            return Ok(0);
+            return Ok(Archived::default());
         }
         let mut ids = Vec::with_capacity(rows.len());
         let mut months = std::collections::BTreeSet::new();
+        let mut last_stop = None;
         for r in &rows {
             ids.push(r.try_get::<i64, _>("radacctid")?);
+            last_stop = last_stop.max(r.try_get::<Option<i64>, _>("stop")?);
             if let (Some(y), Some(m)) = (
                 r.try_get::<Option<i32>, _>("y")?,
                 r.try_get::<Option<i32>, _>("m")?,
@@ -1192,7 +1204,7 @@ impl PgStore {
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok(moved)
+        Ok(Archived { moved, last_stop })
     }
 
     /// Drops the monthly partitions that ended before `cutoff` and deletes older rows of the

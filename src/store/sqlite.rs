@@ -16,7 +16,7 @@ use super::sessions::{enclosing_prefixes, session_row, After, OnlineFilter, Sess
 use super::users::{
     user_row, web_session_row, NewWebSession, UserRow, WebSessionRow, WsConnectionRow,
 };
-use super::{events_json, new_users_json, NasRow, Plan, Result, Stage, Step, StoreError};
+use super::{events_json, new_users_json, Archived, NasRow, Plan, Result, Stage, Step, StoreError};
 
 /// Connections in the pool: one writer at a time plus readers (WAL lets them run together).
 const POOL_SIZE: u32 = 4;
@@ -832,23 +832,26 @@ const STALE_LIMIT: &str = "(CASE WHEN acctinteriminterval > 0 THEN 3 * acctinter
 impl SqliteStore {
     /// Moves up to `batch` sessions that stopped before `cutoff` to `radacct_history`, in one
     /// transaction (a crash leaves each row in exactly one table). Returns how many moved.
-    pub async fn archive_batch(&self, cutoff: i64, batch: i64) -> Result<u64> {
+    pub async fn archive_batch(&self, from: i64, cutoff: i64, batch: i64) -> Result<Archived> {
         // IMMEDIATE: it reads, then writes; a deferred transaction cannot upgrade to a writer
         // once the accounting writer has committed in between, and would fail under load.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT radacctid FROM radacct WHERE acctstoptime IS NOT NULL AND acctstoptime < ?1 \
-             ORDER BY acctstoptime LIMIT ?2",
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT radacctid, acctstoptime FROM radacct WHERE acctstoptime IS NOT NULL \
+             AND acctstoptime >= ?1 AND acctstoptime < ?2 ORDER BY acctstoptime LIMIT ?3",
         )
+        .bind(from)
         .bind(cutoff)
         .bind(batch)
         .fetch_all(&mut *tx)
         .await?;
-        if ids.is_empty() {
+        if rows.is_empty() {
             // Ended now, so the write lock is not held until the dropped transaction's rollback.
             tx.commit().await?;
-            return Ok(0);
+            return Ok(Archived::default());
         }
+        let ids: Vec<i64> = rows.iter().map(|&(id, _)| id).collect();
+        let last_stop = rows.iter().map(|&(_, stop)| stop).max();
         let json = json_ids(&ids);
         // A session archived before and started again under the same id: the newer row wins.
         sqlx::query(
@@ -879,7 +882,7 @@ impl SqliteStore {
                 .await?
                 .rows_affected();
         tx.commit().await?;
-        Ok(moved)
+        Ok(Archived { moved, last_stop })
     }
 
     /// Deletes history that stopped before `cutoff`, in batches; returns how many rows.

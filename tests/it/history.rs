@@ -21,6 +21,7 @@ both_backends!(
     retention_removes_history_past_it,
     the_ip_lookup_finds_who_had_an_address_at_every_boundary,
     a_kill_9_while_archiving_loses_and_duplicates_nothing,
+    one_pass_moves_every_due_session_across_its_batches,
 );
 
 /// A node whose own archiver is off: the tests run the archiver's pass themselves.
@@ -451,6 +452,73 @@ fn closed_sessions_sql(backend: Backend) -> String {
              n * 20, 'User-Request', '100.64.' || (n / 256 % 256) || '.' || (n % 256) FROM g"
         ),
     }
+}
+
+/// Due sessions in [`one_pass_moves_every_due_session_across_its_batches`]: three of the
+/// archiver's largest batches and a part.
+const PASS_SESSIONS: i64 = 2 * archiver::ARCHIVE_BATCH + archiver::ARCHIVE_BATCH / 2 + 7;
+
+/// Each batch of a pass starts at the last stop time the batch before moved. The stop times
+/// here come in no order, seven sessions share each (so batches end inside a second), and some not yet due lie between and after
+/// them: one pass must move exactly the due ones, none twice.
+async fn one_pass_moves_every_due_session_across_its_batches(backend: Backend) {
+    let app = spawn(backend).await;
+    // Stop times 0..PASS_SESSIONS / 7 seconds after three days ago, shuffled over the rows.
+    let stop = |base: &str, g: &str| match backend {
+        Backend::Postgres => {
+            format!("{base} + (({g} * 7919) % {PASS_SESSIONS}) / 7 * interval '1 second'")
+        }
+        Backend::Sqlite => format!("{base} + (({g} * 7919) % {PASS_SESSIONS}) / 7"),
+    };
+    let sql = match backend {
+        Backend::Postgres => {
+            let base = "date_trunc('second', now()) - interval '3 days'";
+            format!(
+                "INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
+                 acctstarttime, acctupdatetime, acctstoptime, acctsessiontime) \
+                 SELECT 'p' || g, md5('p' || g), 'pass', '127.0.0.1', {base} - interval '1 hour', \
+                 {stop}, {stop}, 3600 FROM generate_series(1, {PASS_SESSIONS}) g",
+                stop = stop(base, "g"),
+            )
+        }
+        Backend::Sqlite => {
+            let base = "unixepoch() - 259200";
+            format!(
+                "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {PASS_SESSIONS}) \
+                 INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, \
+                 acctstarttime, acctupdatetime, acctstoptime, acctsessiontime) \
+                 SELECT 'p' || n, 'uid-p' || n, 'pass', '127.0.0.1', {base} - 3600, {stop}, \
+                 {stop}, 3600 FROM g",
+                stop = stop(base, "n"),
+            )
+        }
+    };
+    app.execute(&sql).await;
+    // Not due with `archive_after` of two days: closed a day ago, and still open.
+    let t = now();
+    closed_session(&app, "pass", "recent", t - 90_000, t - 86_400).await;
+    let nas = app.nas();
+    nas.send(
+        nas.session(status::START, "pass", "open")
+            .u32(dict::EVENT_TIMESTAMP, t - 400_000),
+    )
+    .await;
+    let mut before = app.rows("radacct").await;
+
+    assert_eq!(archive(&app, 2 * 86_400, None).await as i64, PASS_SESSIONS);
+    let live: Vec<String> = app
+        .sessions()
+        .await
+        .into_iter()
+        .map(|s| s.acctsessionid)
+        .collect();
+    assert_eq!(live, ["recent", "open"]);
+    let mut after = app.rows("radacct_all").await;
+    after.sort_by_key(|s| s.radacctid);
+    before.sort_by_key(|s| s.radacctid);
+    assert!(after == before, "sessions lost, duplicated or changed");
+    assert_eq!(app.count("radacct_history").await, PASS_SESSIONS);
+    app.stop().await;
 }
 
 /// SPEC §9: the archiver is resumable after a crash. The radacctd binary archives 50,000
