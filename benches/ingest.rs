@@ -18,7 +18,8 @@
 //! million rows) are described in their modules at the end of this file.
 //!
 //! `--storm` measures a NAS reboot storm (SPEC §9) instead: one NAS opens `sessions` sessions
-//! (Starts only), then sends Accounting-On; the bench reports the time to its answer and checks
+//! (Starts only), then, once the server's upkeep after those Starts has run and the machine is
+//! idle, sends Accounting-On; the bench reports the time to its answer and checks
 //! that every one of those sessions is closed, while a second NAS keeps sending (one packet at
 //! a time, its latencies reported); then the rebooted NAS opens `sessions` new sessions, whose
 //! rate is compared with the first wave's.
@@ -1609,6 +1610,13 @@ mod storm {
         let (background, _) = wait_for_idle(setup.idle_wait);
         let fill = load(first, radius, setup)?;
 
+        // A NAS reboots hours or days after its sessions opened, not while the server is still
+        // busy with the upkeep their Starts set off (on PostgreSQL radacctd ANALYZEs and, where
+        // autovacuum is off, VACUUMs `radacct` at its next round, up to 15 s later): the
+        // Accounting-On comes after that round has run and ended, on an idle machine.
+        std::thread::sleep(radacctd::store::postgres::STATISTICS_INTERVAL + Duration::from_secs(1));
+        server_rt.block_on(db.wait_for_upkeep(Duration::from_secs(120)))?;
+        let (quiet, _) = wait_for_idle(setup.idle_wait);
         // The reboot, while another NAS keeps sending one packet at a time.
         let on_time = chrono::Utc::now().timestamp();
         let second = Arc::new(LoadPlan::build(setup, on_time, 1, Some(STORM_NAS))?);
@@ -1665,7 +1673,9 @@ mod storm {
             other_max_ms: other_max.as_secs_f64() * 1000.0,
             restart_rate: rate(&restart),
             restart_p99: p99(&restart),
-            disturbed: background.is_none_or(|b| b > BUSY_BEFORE_RUN),
+            disturbed: [background, quiet]
+                .iter()
+                .any(|b| b.is_none_or(|b| b > BUSY_BEFORE_RUN)),
         })
     }
 
@@ -1768,6 +1778,29 @@ impl BenchDb {
     }
 
     /// One integer from the run's database.
+    /// Waits until no VACUUM or ANALYZE runs on this database (PostgreSQL), at most `limit`.
+    async fn wait_for_upkeep(&self, limit: Duration) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let running = self
+                .scalar(
+                    "SELECT (SELECT COUNT(*) FROM pg_stat_progress_vacuum \
+                       WHERE datname = current_database()) \
+                     + (SELECT COUNT(*) FROM pg_stat_progress_analyze \
+                       WHERE datname = current_database())",
+                )
+                .await?;
+            if running == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("VACUUM or ANALYZE still running on the database after {limit:?}")
+    }
+
     async fn scalar(&self, sql: &str) -> Result<i64> {
         Ok(match self.backend {
             Backend::Sqlite => {
