@@ -76,28 +76,36 @@ async fn closed_session(app: &TestApp, user: &str, sid: &str, start: u32, stop: 
     .await;
 }
 
+/// A session of `user` on the test NAS that started at `start` and is still open.
+async fn open_session(app: &TestApp, user: &str, sid: &str, start: u32) {
+    let nas = app.nas();
+    nas.send(
+        nas.session(status::START, user, sid)
+            .u32(dict::EVENT_TIMESTAMP, start),
+    )
+    .await;
+}
+
+/// The Acct-Session-Ids of the rows of `table`, in the order the harness reads them.
+async fn session_ids(app: &TestApp, table: &str) -> Vec<String> {
+    app.rows(table)
+        .await
+        .into_iter()
+        .map(|s| s.acctsessionid)
+        .collect()
+}
+
 async fn archiving_moves_old_closed_sessions_and_never_open_ones(backend: Backend) {
     let app = spawn(backend).await;
     let t = now();
     closed_session(&app, "h", "old-1", t - 5000, t - 4000).await;
     closed_session(&app, "h", "old-2", t - 5000, t - 3000).await;
     closed_session(&app, "h", "recent", t - 500, t - 10).await;
-    let nas = app.nas();
-    nas.send(
-        nas.session(status::START, "h", "open-old")
-            .u32(dict::EVENT_TIMESTAMP, t - 9000),
-    )
-    .await;
+    open_session(&app, "h", "open-old", t - 9000).await;
     let before = app.sessions().await;
 
     assert_eq!(archive(&app, 1000, None).await, 2);
-    let live: Vec<String> = app
-        .sessions()
-        .await
-        .into_iter()
-        .map(|s| s.acctsessionid)
-        .collect();
-    assert_eq!(live, ["recent", "open-old"]);
+    assert_eq!(session_ids(&app, "radacct").await, ["recent", "open-old"]);
     let history = app.rows("radacct_history").await;
     assert_eq!(
         history
@@ -194,13 +202,7 @@ async fn retention_removes_history_past_it(backend: Backend) {
     assert_eq!(archive(&app, 7 * u64::from(day), None).await, 2);
     assert_eq!(app.rows("radacct_history").await.len(), 2);
     archive(&app, 7 * u64::from(day), Some(30 * u64::from(day))).await;
-    let left: Vec<String> = app
-        .rows("radacct_history")
-        .await
-        .into_iter()
-        .map(|s| s.acctsessionid)
-        .collect();
-    assert_eq!(left, ["ten-days"]);
+    assert_eq!(session_ids(&app, "radacct_history").await, ["ten-days"]);
     app.stop().await;
 }
 
@@ -497,22 +499,11 @@ async fn one_pass_moves_every_due_session_across_its_batches(backend: Backend) {
     // Not due with `archive_after` of two days: closed a day ago, and still open.
     let t = now();
     closed_session(&app, "pass", "recent", t - 90_000, t - 86_400).await;
-    let nas = app.nas();
-    nas.send(
-        nas.session(status::START, "pass", "open")
-            .u32(dict::EVENT_TIMESTAMP, t - 400_000),
-    )
-    .await;
+    open_session(&app, "pass", "open", t - 400_000).await;
     let mut before = app.rows("radacct").await;
 
     assert_eq!(archive(&app, 2 * 86_400, None).await as i64, PASS_SESSIONS);
-    let live: Vec<String> = app
-        .sessions()
-        .await
-        .into_iter()
-        .map(|s| s.acctsessionid)
-        .collect();
-    assert_eq!(live, ["recent", "open"]);
+    assert_eq!(session_ids(&app, "radacct").await, ["recent", "open"]);
     let mut after = app.rows("radacct_all").await;
     after.sort_by_key(|s| s.radacctid);
     before.sort_by_key(|s| s.radacctid);
