@@ -1611,11 +1611,9 @@ mod storm {
         let fill = load(first, radius, setup)?;
 
         // A NAS reboots hours or days after its sessions opened, not while the server is still
-        // busy with the upkeep their Starts set off (on PostgreSQL radacctd ANALYZEs and, where
-        // autovacuum is off, VACUUMs `radacct` at its next round, up to 15 s later): the
-        // Accounting-On comes after that round has run and ended, on an idle machine.
-        std::thread::sleep(radacctd::store::postgres::STATISTICS_INTERVAL + Duration::from_secs(1));
-        server_rt.block_on(db.wait_for_upkeep(Duration::from_secs(120)))?;
+        // busy with the upkeep their Starts set off: the Accounting-On comes after that upkeep
+        // has run and ended, on an idle machine.
+        server_rt.block_on(db.after_upkeep(Duration::from_secs(120)))?;
         let (quiet, _) = wait_for_idle(setup.idle_wait);
         // The reboot, while another NAS keeps sending one packet at a time.
         let on_time = chrono::Utc::now().timestamp();
@@ -1777,12 +1775,17 @@ impl BenchDb {
         })
     }
 
-    /// One integer from the run's database.
-    /// Waits until no VACUUM or ANALYZE runs on this database (PostgreSQL), at most `limit`.
-    async fn wait_for_upkeep(&self, limit: Duration) -> Result<()> {
+    /// Returns once the upkeep that a burst of writes sets off has run and ended. On PostgreSQL
+    /// radacctd ANALYZEs and, where autovacuum is off, VACUUMs `radacct` at its next round (up to
+    /// [`STATISTICS_INTERVAL`](radacctd::store::postgres::STATISTICS_INTERVAL) later): wait for
+    /// that round, then until no VACUUM or ANALYZE runs on the database, at most `limit`. SQLite
+    /// has no such upkeep.
+    async fn after_upkeep(&self, limit: Duration) -> Result<()> {
         if self.backend != Backend::Postgres {
             return Ok(());
         }
+        tokio::time::sleep(radacctd::store::postgres::STATISTICS_INTERVAL + Duration::from_secs(1))
+            .await;
         let started = Instant::now();
         while started.elapsed() < limit {
             let running = self
@@ -1801,6 +1804,7 @@ impl BenchDb {
         bail!("VACUUM or ANALYZE still running on the database after {limit:?}")
     }
 
+    /// One integer from the run's database.
     async fn scalar(&self, sql: &str) -> Result<i64> {
         Ok(match self.backend {
             Backend::Sqlite => {
