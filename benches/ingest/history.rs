@@ -539,7 +539,7 @@ async fn lookups(http: SocketAddr, password: &str, total: u32, now: u32) -> Resu
         let (start, stop, ip) = session(serial, total, now);
         let at = start + (stop - start) / 2;
         let body = serde_json::json!({
-            "query": "query($ip: String!, $at: String!) { sessionsByIp(ip: $ip, at: $at) { sessionId } }",
+            "query": "query($ip: String!, $at: DateTime!) { sessionsByIp(ip: $ip, at: $at) { sessionId } }",
             "variables": { "ip": ip.to_string(), "at": at.to_string() },
         });
         let sent = Instant::now();

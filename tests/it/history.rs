@@ -328,21 +328,46 @@ async fn the_ip_lookup_finds_who_had_an_address_at_every_boundary(backend: Backe
     let r = reqwest::Client::new()
         .post(app.url("/graphql"))
         .header("Authtoken", tok)
-        .json(&json!({"query": "query($at: String!) { sessionsByIp(ip: \"100.64.0.9\", at: $at) { sessionId } }", "variables": {"at": rfc}}))
+        .json(&json!({"query": "query($at: DateTime!) { sessionsByIp(ip: \"100.64.0.9\", at: $at) { sessionId } }", "variables": {"at": rfc}}))
         .send()
         .await
         .unwrap();
     assert_eq!(ids(&r.json::<Value>().await.unwrap()), ["archived"]);
-    // Bad input names the argument.
-    for (ip, at) in [("300.1.1.1", "0"), ("100.64.0.9", "\\\"noon\\\"")] {
+    // `at` is a DateTime: a variable of that type, as a number of UNIX seconds.
+    let r = reqwest::Client::new()
+        .post(app.url("/graphql"))
+        .header("Authtoken", tok)
+        .json(&json!({"query": "query($at: DateTime!) { sessionsByIp(ip: \"100.64.0.9\", at: $at) { sessionId } }", "variables": {"at": t + 50}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ids(&r.json::<Value>().await.unwrap()), ["archived"]);
+    // Bad input names the argument, as a literal and as a variable.
+    let literal = |ip: &str, at: &str| json!({"query": format!("{{ sessionsByIp(ip: \"{ip}\", at: {at}) {{ sessionId }} }}")});
+    let variable = |at: Value| json!({"query": "query($at: DateTime!) { sessionsByIp(ip: \"100.64.0.9\", at: $at) { sessionId } }", "variables": {"at": at}});
+    for (body, names_it) in [
+        (literal("300.1.1.1", "0"), "ip must be"),
+        (literal("100.64.0.9", "\"noon\""), "argument \"at\""),
+        (literal("100.64.0.9", "1.5"), "argument \"at\""),
+        (literal("100.64.0.9", "true"), "argument \"at\""),
+        (variable(json!("2026-13-01T00:00:00Z")), "argument \"at\""),
+        (variable(json!(null)), "argument \"at\""),
+    ] {
         let r = reqwest::Client::new()
             .post(app.url("/graphql"))
             .header("Authtoken", tok)
-            .json(&json!({"query": format!("{{ sessionsByIp(ip: \"{ip}\", at: \"{at}\") {{ sessionId }} }}")}))
+            .json(&body)
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v: Value = r.json().await.unwrap();
+        let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(names_it), "{body}: {v}");
+        assert_eq!(
+            v["errors"][0]["extensions"]["code"], "BAD_REQUEST",
+            "{body}"
+        );
     }
 
     // The CLI answers the same.

@@ -3,7 +3,10 @@
 //! `disconnectSession`, `sessionEvents`). Resolvers reach data only through the store and check
 //! permissions through [`Principal`].
 
-use async_graphql::{Context, Enum, ErrorExtensions, Object, SimpleObject, Subscription};
+use async_graphql::{
+    Context, Enum, ErrorExtensions, InputValueError, InputValueResult, Object, Scalar, ScalarType,
+    SimpleObject, Subscription, Value,
+};
 use base64::Engine;
 use futures_util::stream::{self, Stream, StreamExt};
 
@@ -91,17 +94,55 @@ pub fn rfc3339(secs: i64) -> Option<String> {
 
 /// RFC 3339 or UNIX seconds.
 fn parse_time(name: &str, value: &str) -> async_graphql::Result<i64> {
-    if let Ok(secs) = value.trim().parse::<i64>() {
-        return Ok(secs);
+    seconds(value).ok_or_else(|| {
+        error(
+            Code::BadRequest,
+            format!("{name} must be an RFC 3339 time or UNIX seconds"),
+        )
+    })
+}
+
+/// UNIX seconds of an RFC 3339 time or a string of UNIX seconds.
+fn seconds(value: &str) -> Option<i64> {
+    let value = value.trim();
+    value.parse::<i64>().ok().or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(value)
+            .ok()
+            .map(|t| t.timestamp())
+    })
+}
+
+/// A moment: an RFC 3339 time (`"2026-01-16T20:43:00Z"`) or UNIX seconds (a number, or a
+/// string of digits). Written out as RFC 3339 in UTC.
+#[derive(Debug, Clone, Copy)]
+pub struct DateTime(pub i64);
+
+#[Scalar(name = "DateTime")]
+impl ScalarType for DateTime {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        let secs = match &value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => seconds(s),
+            _ => None,
+        };
+        secs.map(DateTime)
+            .ok_or_else(|| InputValueError::custom("expected an RFC 3339 time or UNIX seconds"))
     }
-    chrono::DateTime::parse_from_rfc3339(value.trim())
-        .map(|t| t.timestamp())
-        .map_err(|_| {
-            error(
-                Code::BadRequest,
-                format!("{name} must be an RFC 3339 time or UNIX seconds"),
-            )
-        })
+
+    fn is_valid(value: &Value) -> bool {
+        match value {
+            Value::Number(n) => n.as_i64().is_some(),
+            Value::String(s) => seconds(s).is_some(),
+            _ => false,
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        match chrono::DateTime::from_timestamp(self.0, 0) {
+            Some(t) => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            None => Value::from(self.0),
+        }
+    }
 }
 
 fn non_empty(s: &Option<String>) -> Option<String> {
@@ -435,12 +476,12 @@ impl Query {
     /// Who had this IP address at that moment: the sessions (live or archived) whose framed IPv4
     /// or IPv6 address was `ip`, or whose framed or delegated IPv6 prefix contains it, started
     /// at or before `at` and stopped after it (an open session counts until its last update plus
-    /// its stale limit). `at` is RFC 3339 or UNIX seconds. Needs the operator or admin role.
+    /// its stale limit). Needs the operator or admin role.
     async fn sessions_by_ip(
         &self,
         ctx: &Context<'_>,
         ip: String,
-        at: String,
+        at: DateTime,
     ) -> async_graphql::Result<Vec<Session>> {
         match principal(ctx) {
             Some(p) if p.can_read_accounting_of(i64::MIN) => {}
@@ -457,7 +498,7 @@ impl Query {
             .parse()
             .map(crate::config::normalize_ip)
             .map_err(|_| error(Code::BadRequest, "ip must be an IPv4 or IPv6 address"))?;
-        let at = parse_time("at", &at)?;
+        let at = at.0;
         let st = state(ctx);
         let stale = st.config.accounting.stale_after.map(|d| d.as_secs() as i64);
         let rows = st
