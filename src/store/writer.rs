@@ -33,8 +33,10 @@ const SLOW_COMMIT: Duration = Duration::from_millis(50);
 /// First and longest wait between retries of a failed batch.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
-/// After shutdown is requested, how long the writer keeps retrying a failing batch before it
-/// gives up (its packets stay unanswered; the NAS will resend them to whoever runs next).
+/// After shutdown is requested, how long the writer keeps retrying failing batches before it
+/// gives up (their packets stay unanswered; the NAS will resend them to whoever runs next). One
+/// period for all the batches waiting, not one each: a queue full of them during an outage
+/// would otherwise hold the exit for minutes.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// One packet to store and answer.
@@ -76,6 +78,7 @@ pub async fn run(
         metrics,
         events,
         shutdown,
+        grace_ends: std::sync::OnceLock::new(),
     });
     // Received, not yet in a batch, in arrival order.
     let mut pending: Vec<Job> = Vec::with_capacity(MAX_BATCH);
@@ -276,6 +279,8 @@ struct Committer {
     metrics: Arc<Metrics>,
     events: EventBus,
     shutdown: CancellationToken,
+    /// When the retries end, set by the first commit that fails after shutdown.
+    grace_ends: std::sync::OnceLock<Instant>,
 }
 
 impl Committer {
@@ -332,9 +337,15 @@ impl Committer {
             ..
         } = self;
         let mut delay = RETRY_MIN;
-        let mut shutdown_deadline: Option<Instant> = None;
         let mut logged = false;
         loop {
+            if self.grace_ended() {
+                tracing::error!(
+                    size = events.len(),
+                    "database still failing at shutdown; leaving packets unanswered"
+                );
+                return Outcome::GaveUp;
+            }
             let started = Instant::now();
             match store.apply(events, domain).await {
                 Ok(()) => {
@@ -372,19 +383,21 @@ impl Committer {
                 }
             }
             if shutdown.is_cancelled() {
-                let deadline =
-                    *shutdown_deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
-                if Instant::now() >= deadline {
-                    tracing::error!(
-                        size = events.len(),
-                        "database still failing at shutdown; leaving packets unanswered"
-                    );
-                    return Outcome::GaveUp;
-                }
+                // The next turn of the loop gives up once the period is over.
+                self.grace_ends
+                    .get_or_init(|| Instant::now() + SHUTDOWN_GRACE);
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(RETRY_MAX);
         }
+    }
+
+    /// Whether shutdown's grace period for a failing database has run out: every batch still
+    /// waiting then gives up without another attempt.
+    fn grace_ended(&self) -> bool {
+        self.grace_ends
+            .get()
+            .is_some_and(|end| Instant::now() >= *end)
     }
 }
 

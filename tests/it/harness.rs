@@ -413,20 +413,30 @@ impl TestApp {
     }
 
     /// Stops the node (graceful drain) and drops its database.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        let took = self.stop_timed().await;
+        assert!(took < Duration::from_secs(15), "node took {took:?} to stop");
+    }
+
+    /// Stops the node and drops its database; returns how long the node took to stop (it must
+    /// stop cleanly within a minute).
+    pub async fn stop_timed(mut self) -> Duration {
+        let started = Instant::now();
         self.shutdown.cancel();
         if let Some(handle) = self.handle.take() {
-            tokio::time::timeout(Duration::from_secs(15), handle)
+            tokio::time::timeout(Duration::from_secs(60), handle)
                 .await
-                .expect("node stops within 15 s")
+                .expect("node stops within a minute")
                 .expect("node task joins")
                 .expect("node stops cleanly");
         }
+        let took = started.elapsed();
         match &self.pool {
             Pool::Sqlite(p) => p.close().await,
             Pool::Postgres(p) => p.close().await,
         }
         self.db.drop_db().await;
+        took
     }
 }
 

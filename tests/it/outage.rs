@@ -78,6 +78,51 @@ async fn a_locked_sqlite_database_delays_the_answer_until_the_commit() {
     app.stop().await;
 }
 
+/// SIGTERM while the database fails: the writer's retries get one grace period in all, not one
+/// per waiting batch, so the node exits within seconds (a service manager would kill it after
+/// its stop timeout) and answers nothing it did not store. Four batches wait here (an
+/// Accounting-On goes in a batch of its own); each attempt waits SQLite's 5 s busy timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_while_its_database_is_locked_exits_within_the_grace_period() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let nas = app.nas();
+    let mut locker = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE nas SET shortname = shortname")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let now = chrono::Utc::now().timestamp() as u32;
+    for i in 0..4u8 {
+        let packet = nas
+            .request(status::ACCOUNTING_ON)
+            .ipv4(dict::NAS_IP_ADDRESS, [192, 0, 2, 10 + i].into())
+            .u32(dict::EVENT_TIMESTAMP, now)
+            .encode();
+        assert!(
+            nas.send_on(&socket, &packet, Duration::from_millis(200))
+                .await
+                .is_none(),
+            "answered while the database was locked"
+        );
+    }
+
+    let took = app.stop_timed().await;
+    // One attempt in progress (up to 5 s), the grace period (5 s), one last attempt (5 s).
+    assert!(
+        took < Duration::from_secs(16),
+        "the node took {took:?} to stop"
+    );
+    // Nothing was answered meanwhile.
+    let mut buf = [0u8; 4096];
+    assert!(socket.try_recv_from(&mut buf).is_err(), "an answer came");
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+}
+
 /// PostgreSQL: the database refuses connections (and existing ones are cut). No answer,
 /// `/healthz` says 503; when it comes back, ingest resumes by itself and the packet is stored
 /// once.
