@@ -175,7 +175,11 @@ impl App {
             metrics.clone(),
             shutdown.clone(),
         ));
-        background.spawn(store.clone().housekeeping(shutdown.clone()));
+        background.spawn(
+            store
+                .clone()
+                .housekeeping(config.sessions.retention, shutdown.clone()),
+        );
         if let Store::Postgres(pg) = &store {
             background.spawn(pg.clone().relay_events(
                 events.clone(),

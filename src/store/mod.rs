@@ -395,21 +395,54 @@ impl Store {
         }
     }
 
-    /// The database's own upkeep, until `shutdown`: SQLite checkpoints its WAL beside the
-    /// writer; PostgreSQL keeps the planner statistics of the written tables fresh, and
-    /// vacuums them where autovacuum is off.
-    pub async fn housekeeping(self, shutdown: CancellationToken) {
-        match self {
-            Store::Sqlite(s) => s.checkpoint_wal(shutdown).await,
-            Store::Postgres(s) => {
-                tokio::join!(
-                    s.clone().keep_statistics(shutdown.clone()),
-                    s.keep_vacuumed(shutdown)
-                );
+    /// The database's upkeep, until `shutdown`: web sessions closed longer than
+    /// `web_session_retention` ago are deleted; SQLite checkpoints its WAL beside the writer;
+    /// PostgreSQL keeps the planner statistics of the written tables fresh, and vacuums them
+    /// where autovacuum is off.
+    pub async fn housekeeping(
+        self,
+        web_session_retention: std::time::Duration,
+        shutdown: CancellationToken,
+    ) {
+        let database = async {
+            match self.clone() {
+                Store::Sqlite(s) => s.checkpoint_wal(shutdown.clone()).await,
+                Store::Postgres(s) => {
+                    tokio::join!(
+                        s.clone().keep_statistics(shutdown.clone()),
+                        s.keep_vacuumed(shutdown.clone())
+                    );
+                }
             }
-        }
+        };
+        let retention = i64::try_from(web_session_retention.as_secs()).unwrap_or(i64::MAX / 2);
+        let web_sessions = every(
+            WEB_SESSION_PURGE_INTERVAL,
+            &shutdown,
+            "deleting old web sessions",
+            || async {
+                let before = chrono::Utc::now().timestamp().saturating_sub(retention);
+                let n = self.purge_web_sessions(before).await?;
+                if n > 0 {
+                    tracing::debug!(n, "deleted web sessions closed before sessions.retention");
+                }
+                Ok(())
+            },
+        );
+        tokio::join!(database, web_sessions);
+    }
+
+    /// Deletes the web sessions (and their WebSocket connection records) that were logged out
+    /// or expired before `before`, in batches; returns how many.
+    pub async fn purge_web_sessions(&self, before: i64) -> Result<u64> {
+        dispatch!(self, s => s.purge_web_sessions(before).await)
     }
 }
+
+/// How often web sessions past `sessions.retention` are deleted (and once at start).
+const WEB_SESSION_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Web sessions deleted per statement by that purge.
+const WEB_SESSION_PURGE_CHUNK: i64 = 5_000;
 
 /// Runs `step` every `interval` until `shutdown` (background upkeep). A failure is logged when
 /// it starts and when it ends, not at every tick. Shutdown does not wait for a step: upkeep may

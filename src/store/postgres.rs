@@ -1019,6 +1019,27 @@ impl PgStore {
     }
 
     /// Closes open sessions and tells every node (NOTIFY) so their WebSockets close.
+    /// Deletes web sessions logged out or expired before `before` (their `ws_connections` rows
+    /// go with them), in batches; returns how many.
+    pub async fn purge_web_sessions(&self, before: i64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM web_sessions WHERE id IN (SELECT id FROM web_sessions \
+                 WHERE COALESCE(logout_time, expires_at) < to_timestamp($1) LIMIT $2)",
+            )
+            .bind(before)
+            .bind(super::WEB_SESSION_PURGE_CHUNK)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            total += n;
+            if n < super::WEB_SESSION_PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     pub async fn close_web_sessions(
         &self,
         session_ids: &[String],

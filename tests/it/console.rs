@@ -23,6 +23,7 @@ both_backends!(
     a_logged_out_token_is_rejected_and_a_second_logout_is_401,
     an_expired_token_is_rejected,
     only_active_sessions_header_leaves_out_closed_ones,
+    closed_sessions_are_listed_within_the_retention_and_deleted_after_it,
     the_probe_answers_without_a_token,
 );
 
@@ -519,6 +520,78 @@ async fn only_active_sessions_header_leaves_out_closed_ones(backend: Backend) {
         vec![closed.session_id.clone(), open.session_id.clone()]
     );
     assert_eq!(list(true).await, vec![open.session_id.clone()]);
+    app.stop().await;
+}
+
+/// A closed console session is listed for `sessions.retention` (30 days by default) after it
+/// closed, and deleted after that by a node's upkeep (at start, then every 10 minutes); open
+/// sessions and those closed more recently stay.
+async fn closed_sessions_are_listed_within_the_retention_and_deleted_after_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let old = login(&app, "admin", ADMIN_PASSWORD).await;
+    let recent = login(&app, "admin", ADMIN_PASSWORD).await;
+    let open = login(&app, "admin", ADMIN_PASSWORD).await;
+    for closed in [&old, &recent] {
+        let r = reqwest::Client::new()
+            .post(app.url(&format!("{WS}/Logout")))
+            .header("Authtoken", &closed.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // Logged out 31 and 29 days ago.
+    let now = chrono::Utc::now().timestamp();
+    for (l, days) in [(&old, 31), (&recent, 29)] {
+        let t = now - days * 86_400;
+        let time = |t: i64| match backend {
+            Backend::Sqlite => t.to_string(),
+            Backend::Postgres => format!("to_timestamp({t})"),
+        };
+        app.execute(&format!(
+            "UPDATE web_sessions SET login_time = {}, logout_time = {} WHERE session_id = '{}'",
+            time(t - 3_600),
+            time(t),
+            l.session_id
+        ))
+        .await;
+    }
+    let listed = || async {
+        let r = get_sessions(
+            &app,
+            &open.token,
+            &open.user_id.to_string(),
+            Some("application/json"),
+        )
+        .await;
+        let v: Value = r.json().await.unwrap();
+        v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["sessionId"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed().await,
+        [recent.session_id.clone(), open.session_id.clone()]
+    );
+    assert_eq!(app.count("web_sessions").await, 3);
+
+    // Another node starts on the database: its upkeep deletes the session past the retention.
+    let other = spawn_app_on(app.db.shared(), |c| c.node = "node-b".into()).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            app.count("web_sessions").await == 2
+        })
+        .await,
+        "the session closed 31 days ago was not deleted"
+    );
+    assert_eq!(
+        listed().await,
+        [recent.session_id.clone(), open.session_id.clone()]
+    );
+    other.stop().await;
     app.stop().await;
 }
 
