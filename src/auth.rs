@@ -137,7 +137,12 @@ impl Principal {
 
     /// Reading a user's accounting sessions.
     pub fn can_read_accounting_of(&self, user_id: i64) -> bool {
-        self.user_id == user_id || matches!(self.role, Role::Admin | Role::Operator)
+        self.user_id == user_id || self.can_read_all_accounting()
+    }
+
+    /// Reading every user's accounting (and the service's metrics where they need a token).
+    pub fn can_read_all_accounting(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Operator)
     }
 
     /// Reading or closing a user's web and console sessions.

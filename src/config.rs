@@ -140,6 +140,8 @@ pub struct HttpConfig {
     pub body_timeout: Duration,
     /// Requests processed at once; the others wait for a slot (at most 10 s, then 503).
     pub max_concurrent_requests: usize,
+    /// `/metrics` needs a token of the operator or admin role (off: it needs none).
+    pub metrics_auth: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,6 +215,7 @@ pub struct HttpLayer {
     pub header_timeout: Option<String>,
     pub body_timeout: Option<String>,
     pub max_concurrent_requests: Option<i64>,
+    pub metrics_auth: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -375,6 +378,7 @@ impl Layer {
             &mut self.http.max_concurrent_requests,
             higher.http.max_concurrent_requests,
         );
+        over(&mut self.http.metrics_auth, higher.http.metrics_auth);
         over(&mut self.site, higher.site);
         over(&mut self.node, higher.node);
         over(&mut self.domain, higher.domain);
@@ -544,6 +548,7 @@ impl Layer {
                 header_timeout,
                 body_timeout,
                 max_concurrent_requests,
+                metrics_auth: self.http.metrics_auth.unwrap_or(false),
             },
             site,
             node,
@@ -873,6 +878,19 @@ mod tests {
         assert_eq!(err.key, "http.listen", "{err}");
         let err = Layer::from_toml("[radius]\nlisten_on = [\"x\"]\n").unwrap_err();
         assert_eq!(err.key, "radius.listen_on", "{err}");
+    }
+
+    #[test]
+    fn metrics_auth_is_off_unless_set() {
+        let c = Layer::from_toml("").unwrap().resolve().unwrap();
+        assert!(!c.http.metrics_auth);
+        let c = Layer::from_toml("[http]\nmetrics_auth = true")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(c.http.metrics_auth);
+        let err = Layer::from_toml("[http]\nmetrics_auth = \"yes\"").unwrap_err();
+        assert_eq!(err.key, "http.metrics_auth", "{err}");
     }
 
     #[test]

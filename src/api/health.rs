@@ -1,11 +1,12 @@
 //! `GET /healthz` (200 when the database answers and the writer can commit, 503 otherwise)
-//! and `GET /metrics` (Prometheus text). Neither needs a token.
+//! and `GET /metrics` (Prometheus text). Neither needs a token, unless `http.metrics_auth`
+//! puts `/metrics` behind one of the operator or admin role.
 
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -36,7 +37,25 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.config.http.metrics_auth {
+        match crate::auth::authenticate(&state.store, &headers).await {
+            Ok(p) if p.can_read_all_accounting() => {}
+            Ok(_) => {
+                return (
+                    StatusCode::FORBIDDEN,
+                    "metrics need the operator or admin role\n",
+                )
+                    .into_response()
+            }
+            Err(crate::auth::AuthError::Store(e)) => {
+                tracing::error!(error = %e, "cannot check a token");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n")
+                    .into_response();
+            }
+            Err(e) => return (StatusCode::UNAUTHORIZED, format!("{e}\n")).into_response(),
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -44,4 +63,5 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.encode(),
     )
+        .into_response()
 }

@@ -25,6 +25,7 @@ both_backends!(
     only_active_sessions_header_leaves_out_closed_ones,
     closed_sessions_are_listed_within_the_retention_and_deleted_after_it,
     the_probe_answers_without_a_token,
+    metrics_auth_puts_metrics_behind_an_operator_or_admin_token,
 );
 
 pub struct Login {
@@ -633,4 +634,50 @@ async fn a_token_works_on_every_node_until_logout_on_any() {
     );
     b.stop().await;
     a.stop().await;
+}
+
+/// `http.metrics_auth = true`: `/metrics` needs a valid token (of the operator or admin role,
+/// the only ones that can log in; SPEC §1: "no auth by default; configurable"); `/healthz`
+/// still needs none.
+async fn metrics_auth_puts_metrics_behind_an_operator_or_admin_token(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.http.metrics_auth = true).await;
+    add_user(&app, "ops", "operator", "ops-password").await;
+    let get = |path: &'static str, token: Option<String>| {
+        let mut req = reqwest::Client::new().get(app.url(path));
+        if let Some(t) = token {
+            req = req.header("Authtoken", t);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) = get("/metrics", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(!body.contains("radacctd_"), "{body}");
+    let (status, _) = get("/metrics", Some("QSDK 00".into())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A token after its Logout.
+    let closed = login(&app, "ops", "ops-password").await;
+    let r = reqwest::Client::new()
+        .post(app.url(&format!("{WS}/Logout")))
+        .header("Authtoken", &closed.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (status, body) = get("/metrics", Some(closed.token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(!body.contains("radacctd_"), "{body}");
+    for (user, password) in [("ops", "ops-password"), ("admin", ADMIN_PASSWORD)] {
+        let l = login(&app, user, password).await;
+        let (status, body) = get("/metrics", Some(l.token)).await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        assert!(
+            body.contains("# TYPE radacctd_dropped_packets counter"),
+            "{user}: {body}"
+        );
+    }
+    assert_eq!(get("/healthz", None).await.0, StatusCode::OK);
+    app.stop().await;
 }
