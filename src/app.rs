@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::graphql::feed::SessionFeed;
 use crate::api::{self, AppState};
-use crate::auth::{self, LoginLimiter, Role};
+use crate::auth::{self, Role};
 use crate::config::{parse_net, Config};
 use crate::events::{EventBus, LiveConnections};
 use crate::metrics::Metrics;
@@ -211,7 +211,6 @@ impl App {
             store: store.clone(),
             metrics: metrics.clone(),
             config: config.clone(),
-            login_limiter: Arc::new(LoginLimiter::new()),
             clients: clients.clone(),
             feed,
             live: live.clone(),

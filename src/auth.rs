@@ -2,10 +2,9 @@
 //! (only their SHA-256 is stored), the per-address login-failure limit, and the [`Principal`]
 //! that handlers receive and ask for permissions.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -19,8 +18,6 @@ use crate::store::{Store, StoreError};
 /// Failed logins from one address allowed per [`LOGIN_WINDOW`]; the next ones get 429.
 pub const LOGIN_FAILURES_ALLOWED: usize = 10;
 pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
-/// Addresses the failure table tracks at most (the oldest quiet ones are forgotten first).
-pub const LOGIN_TABLE_CAPACITY: usize = 10_000;
 /// Random bytes in a token (printed as hex after `QSDK `).
 const TOKEN_BYTES: usize = 48;
 
@@ -204,72 +201,38 @@ fn principal(s: WebSessionRow, token_hash: String) -> Option<Principal> {
     })
 }
 
-/// Failed logins per source address within the last [`LOGIN_WINDOW`].
-#[derive(Debug, Default)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+/// When `ip` has failed [`LOGIN_FAILURES_ALLOWED`] logins within the [`LOGIN_WINDOW`] before
+/// `now` (UNIX seconds), on any node: how long until it may try again. The failures are in the
+/// database, so nodes behind one load balancer share the limit.
+pub async fn login_blocked_for(
+    store: &Store,
+    ip: IpAddr,
+    now: i64,
+) -> Result<Option<Duration>, StoreError> {
+    let window = LOGIN_WINDOW.as_secs() as i64;
+    let recent = store
+        .recent_login_failures(&ip.to_string(), now - window, LOGIN_FAILURES_ALLOWED as i64)
+        .await?;
+    Ok(blocked_for(&recent, now))
 }
 
-impl LoginLimiter {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// When the address is over its limit: how long until it may try again.
-    pub fn blocked_for(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let mut table = self.lock();
-        let entry = table.get_mut(&ip)?;
-        prune(entry, now);
-        if entry.len() >= LOGIN_FAILURES_ALLOWED {
-            let oldest = *entry.front()?;
-            Some(
-                LOGIN_WINDOW
-                    .saturating_sub(now.duration_since(oldest))
-                    .max(Duration::from_secs(1)),
-            )
-        } else {
-            None
-        }
-    }
-
-    pub fn record_failure(&self, ip: IpAddr, now: Instant) {
-        let mut table = self.lock();
-        if table.len() >= LOGIN_TABLE_CAPACITY && !table.contains_key(&ip) {
-            table.retain(|_, v| {
-                prune(v, now);
-                !v.is_empty()
-            });
-            if table.len() >= LOGIN_TABLE_CAPACITY {
-                // Still full of active addresses: forget the one with the oldest last failure.
-                if let Some(victim) = table
-                    .iter()
-                    .min_by_key(|(_, v)| v.back().copied())
-                    .map(|(k, _)| *k)
-                {
-                    table.remove(&victim);
-                }
-            }
-        }
-        let entry = table.entry(ip).or_default();
-        prune(entry, now);
-        entry.push_back(now);
-        while entry.len() > LOGIN_FAILURES_ALLOWED {
-            entry.pop_front();
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, VecDeque<Instant>>> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// Records a failed login from `ip` at `now` (and forgets failures older than the window).
+pub async fn record_login_failure(store: &Store, ip: IpAddr, now: i64) -> Result<(), StoreError> {
+    let window = LOGIN_WINDOW.as_secs() as i64;
+    store
+        .record_login_failure(&ip.to_string(), now, now - window)
+        .await
 }
 
-fn prune(entry: &mut VecDeque<Instant>, now: Instant) {
-    while entry
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= LOGIN_WINDOW)
-    {
-        entry.pop_front();
+/// The limit's decision from an address's newest failures within the window, newest first.
+fn blocked_for(recent: &[i64], now: i64) -> Option<Duration> {
+    if recent.len() < LOGIN_FAILURES_ALLOWED {
+        return None;
     }
+    // The oldest of the last allowed failures leaves the window first.
+    let oldest = *recent.get(LOGIN_FAILURES_ALLOWED - 1)?;
+    let left = LOGIN_WINDOW.as_secs() as i64 - (now - oldest);
+    Some(Duration::from_secs(left.max(1) as u64))
 }
 
 #[cfg(test)]
@@ -296,18 +259,17 @@ mod tests {
     }
 
     #[test]
-    fn the_eleventh_failure_within_a_minute_is_blocked() {
-        let limiter = LoginLimiter::new();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let other: IpAddr = "192.0.2.2".parse().unwrap();
-        let t0 = Instant::now();
-        for _ in 0..LOGIN_FAILURES_ALLOWED {
-            assert!(limiter.blocked_for(ip, t0).is_none());
-            limiter.record_failure(ip, t0);
-        }
-        assert!(limiter.blocked_for(ip, t0).is_some());
-        assert!(limiter.blocked_for(other, t0).is_none());
-        assert!(limiter.blocked_for(ip, t0 + LOGIN_WINDOW).is_none());
+    fn the_eleventh_failure_within_a_minute_is_blocked_until_the_tenth_last_leaves_it() {
+        let now = 1_000_000;
+        // Newest first: nine failures are not enough.
+        let nine: Vec<i64> = (0..9).map(|i| now - i).collect();
+        assert_eq!(blocked_for(&nine, now), None);
+        // Ten, the oldest of them 50 s ago: 10 s to wait.
+        let ten: Vec<i64> = (0..10).map(|i| now - 50 + (9 - i)).collect();
+        assert_eq!(blocked_for(&ten, now), Some(Duration::from_secs(10)));
+        // Never less than a second.
+        let old: Vec<i64> = vec![now - 59; 10];
+        assert_eq!(blocked_for(&old, now + 5), Some(Duration::from_secs(1)));
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! `<Error errorCode="..." errorMessage="..."/>`.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -222,7 +221,10 @@ async fn login(
     }
 
     let ip = crate::config::normalize_ip(peer.ip());
-    if let Some(wait) = state.login_limiter.blocked_for(ip, Instant::now()) {
+    let blocked = auth::login_blocked_for(&state.store, ip, chrono::Utc::now().timestamp())
+        .await
+        .map_err(|e| ConsoleError::internal(e, format))?;
+    if let Some(wait) = blocked {
         let mut e = ConsoleError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too many failed logins from this address; try again later",
@@ -254,7 +256,9 @@ async fn login(
     let user = match (ok, user) {
         (true, Some(user)) => user,
         _ => {
-            state.login_limiter.record_failure(ip, Instant::now());
+            auth::record_login_failure(&state.store, ip, chrono::Utc::now().timestamp())
+                .await
+                .map_err(|e| ConsoleError::internal(e, format))?;
             return Err(ConsoleError::new(
                 StatusCode::UNAUTHORIZED,
                 "Login failed: wrong user name or password",

@@ -18,7 +18,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 
-use crate::auth::LoginLimiter;
 use crate::config::Config;
 use crate::events::LiveConnections;
 use crate::metrics::Metrics;
@@ -31,8 +30,6 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
-    /// Failed logins per source address (per node: a brute force is slowed where it lands).
-    pub login_limiter: Arc<LoginLimiter>,
     /// RADIUS clients (for Disconnect-Requests).
     pub clients: Clients,
     /// Committed session changes with their rows (GraphQL subscriptions).

@@ -200,6 +200,21 @@ impl Store {
         }
     }
 
+    /// Records a failed login from `ip` at `at` and deletes every failure before `forget_before`.
+    pub async fn record_login_failure(&self, ip: &str, at: i64, forget_before: i64) -> Result<()> {
+        dispatch!(self, s => s.record_login_failure(ip, at, forget_before).await)
+    }
+
+    /// The times of the newest `limit` failed logins from `ip` after `since`, newest first.
+    pub async fn recent_login_failures(
+        &self,
+        ip: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
+        dispatch!(self, s => s.recent_login_failures(ip, since, limit).await)
+    }
+
     pub async fn user_by_login(&self, domain: &str, login: &str) -> Result<Option<UserRow>> {
         dispatch!(self, s => s.user_by_login(domain, login).await)
     }

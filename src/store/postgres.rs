@@ -43,8 +43,15 @@ const ANALYZE_MIN_ROWS: i64 = 1_000;
 const VACUUM_LOCK: i64 = 0x7261_6461_6363_7404;
 /// Tables that gather dead rows: Interim-Updates and Stops leave old row versions in `radacct`,
 /// the archiver and Accounting-On delete or rewrite thousands at a time, and the others take
-/// an update per login, heartbeat or logout.
-const VACUUMED_TABLES: [&str; 4] = ["radacct", "users", "nodes", "web_sessions"];
+/// an update per login, heartbeat or logout; failed logins are inserted and deleted a minute
+/// later.
+const VACUUMED_TABLES: [&str; 5] = [
+    "radacct",
+    "users",
+    "nodes",
+    "web_sessions",
+    "login_failures",
+];
 /// A table is vacuumed once it has more dead rows, or rows inserted since its last VACUUM, than
 /// this share of its live ones (plus [`VACUUM_MIN_ROWS`]): autovacuum's default rules. The
 /// second keeps the visibility map current, which index-only scans need.
@@ -669,6 +676,37 @@ const SESSION_COLUMNS: &str = "SELECT s.id, s.session_id::text AS session_id, s.
      FROM web_sessions s JOIN users u ON u.id = s.user_id ";
 
 impl PgStore {
+    pub async fn record_login_failure(&self, ip: &str, at: i64, forget_before: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM login_failures WHERE at < $1")
+            .bind(forget_before)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO login_failures (ip, at) VALUES ($1, $2)")
+            .bind(ip)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn recent_login_failures(
+        &self,
+        ip: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT at FROM login_failures WHERE ip = $1 AND at > $2 ORDER BY at DESC LIMIT $3",
+        )
+        .bind(ip)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn user_by_login(&self, domain: &str, login: &str) -> Result<Option<UserRow>> {
         let row = sqlx::query(&format!("{USER_COLUMNS}WHERE domain = $1 AND login = $2"))
             .bind(domain)

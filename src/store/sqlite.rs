@@ -482,6 +482,37 @@ const SESSION_COLUMNS: &str =
      FROM web_sessions s JOIN users u ON u.id = s.user_id ";
 
 impl SqliteStore {
+    pub async fn record_login_failure(&self, ip: &str, at: i64, forget_before: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM login_failures WHERE at < ?1")
+            .bind(forget_before)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO login_failures (ip, at) VALUES (?1, ?2)")
+            .bind(ip)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn recent_login_failures(
+        &self,
+        ip: &str,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT at FROM login_failures WHERE ip = ?1 AND at > ?2 ORDER BY at DESC LIMIT ?3",
+        )
+        .bind(ip)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn user_by_login(&self, domain: &str, login: &str) -> Result<Option<UserRow>> {
         let row = sqlx::query(&format!("{USER_COLUMNS}WHERE domain = ?1 AND login = ?2"))
             .bind(domain)

@@ -607,6 +607,39 @@ async fn the_probe_answers_without_a_token(backend: Backend) {
 
 /// Several nodes on one PostgreSQL database: a token from one is accepted by the other and
 /// rejected there right after Logout on the first.
+/// The failed-login limit counts every node's failures (they are in the database): five
+/// failures on each of two nodes behind one balancer, and the 11th gets 429 on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_on_every_node_count_toward_one_limit() {
+    let a = spawn_app(Backend::Postgres).await;
+    let b = spawn_app_on(a.db.shared(), |c| c.node = "node-b".into()).await;
+    let http = reqwest::Client::new();
+    let body = json!({"username": "admin", "password": b64("wrong")});
+    for i in 0..10 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let r = http
+            .post(node.url(&format!("{WS}/Login")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {}", i + 1);
+    }
+    let good = json!({"username": "admin", "password": b64(ADMIN_PASSWORD)});
+    for node in [&a, &b] {
+        let r = http
+            .post(node.url(&format!("{WS}/Login")))
+            .json(&good)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(r.headers().contains_key("retry-after"));
+    }
+    b.stop().await;
+    a.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_works_on_every_node_until_logout_on_any() {
     let a = spawn_app(Backend::Postgres).await;
