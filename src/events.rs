@@ -36,12 +36,34 @@ pub struct SessionChange {
     pub uid: String,
 }
 
-/// The changes of a batch of events (Accounting-On/Off closes are not itemised).
-pub fn changes<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<SessionChange> {
+/// Every open session of a NAS was closed by its Accounting-On/Off: the rows of `nas` that now
+/// have stop time `t` and terminate cause `cause` (listed by whoever reads them, not here: a
+/// reboot may close a hundred thousand).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NasClosed {
+    #[serde(rename = "n")]
+    pub nas: String,
+    pub t: i64,
+    #[serde(rename = "c")]
+    pub cause: String,
+}
+
+/// A committed change, as published to this node's subscribers (and on PostgreSQL by NOTIFY to
+/// every node's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    #[serde(rename = "s")]
+    Session(SessionChange),
+    #[serde(rename = "r")]
+    NasClosed(NasClosed),
+}
+
+/// The changes of a batch of events.
+pub fn changes<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<Change> {
     events
         .into_iter()
-        .filter_map(|e| match e {
-            Event::Session(s) => Some(SessionChange {
+        .map(|e| match e {
+            Event::Session(s) => Change::Session(SessionChange {
                 kind: match s.kind {
                     SessionKind::Start => ChangeKind::Start,
                     SessionKind::Interim => ChangeKind::Update,
@@ -50,7 +72,11 @@ pub fn changes<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<SessionCh
                 username: s.username.clone(),
                 uid: s.uid.clone(),
             }),
-            Event::NasReboot(_) => None,
+            Event::NasReboot(r) => Change::NasClosed(NasClosed {
+                nas: r.nas.clone(),
+                t: r.t,
+                cause: r.cause.clone(),
+            }),
         })
         .collect()
 }
@@ -58,7 +84,7 @@ pub fn changes<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<SessionCh
 /// The node-local fan-out to subscribers.
 #[derive(Debug, Clone)]
 pub struct EventBus {
-    tx: broadcast::Sender<SessionChange>,
+    tx: broadcast::Sender<Change>,
 }
 
 impl Default for EventBus {
@@ -74,12 +100,12 @@ impl EventBus {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<SessionChange> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.tx.subscribe()
     }
 
     /// Hands changes to the current subscribers (none is fine).
-    pub fn publish(&self, changes: impl IntoIterator<Item = SessionChange>) {
+    pub fn publish(&self, changes: impl IntoIterator<Item = Change>) {
         if self.tx.receiver_count() == 0 {
             return;
         }

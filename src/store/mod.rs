@@ -314,6 +314,12 @@ impl Store {
         dispatch!(self, s => s.session_by_id(radacctid).await)
     }
 
+    /// The `acctuniqueid`s of the sessions of `nas` that an Accounting-On/Off at `t` closed
+    /// with `cause` (any other session of the NAS closed at that second with that cause too).
+    pub async fn nas_closed_uids(&self, nas: &str, t: i64, cause: &str) -> Result<Vec<String>> {
+        dispatch!(self, s => s.nas_closed_uids(nas, t, cause).await)
+    }
+
     /// The rows of these sessions (by `acctuniqueid`), live or archived; unknown ones are
     /// left out. The history is read only for those not found live (a late Stop of an
     /// archived session), as on PostgreSQL it means a probe in every monthly partition.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{EventBus, LiveConnections, SessionChange, PG_CHANNEL, PG_LOGOUT_CHANNEL};
+use crate::events::{Change, EventBus, LiveConnections, PG_CHANNEL, PG_LOGOUT_CHANNEL};
 use sqlx::{PgPool, Row};
 
 use super::sessions::{enclosing_prefixes, session_row, After, OnlineFilter, SessionRow};
@@ -303,12 +303,7 @@ impl PgStore {
         Ok(())
     }
 
-    pub async fn apply(
-        &self,
-        plan: &Plan<'_>,
-        changes: &[SessionChange],
-        domain: &str,
-    ) -> Result<()> {
+    pub async fn apply(&self, plan: &Plan<'_>, changes: &[Change], domain: &str) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         if !plan.usernames.is_empty() {
             sqlx::query(NEW_USERS)
@@ -497,7 +492,7 @@ impl PgStore {
                         Ok(ids) => live.close_sessions(&ids),
                         Err(e) => tracing::warn!(error = %e, "ignoring a malformed logout notification"),
                     },
-                    Ok(n) => match serde_json::from_str::<Vec<SessionChange>>(n.payload()) {
+                    Ok(n) => match serde_json::from_str::<Vec<Change>>(n.payload()) {
                         Ok(changes) => bus.publish(changes),
                         Err(e) => tracing::warn!(error = %e, "ignoring a malformed session-event notification"),
                     },
@@ -587,7 +582,7 @@ impl PgStore {
 const NOTIFY_MAX: usize = 7000;
 
 /// The changes as JSON arrays of at most [`NOTIFY_MAX`] bytes each.
-fn notify_payloads(changes: &[SessionChange]) -> Vec<String> {
+fn notify_payloads(changes: &[Change]) -> Vec<String> {
     let mut payloads = Vec::new();
     let mut current = String::from("[");
     for change in changes {
@@ -943,6 +938,17 @@ impl PgStore {
     }
 
     /// The rows of these sessions, from `radacct` or (`archived`) from `radacct_history`.
+    pub async fn nas_closed_uids(&self, nas: &str, t: i64, cause: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT acctuniqueid FROM radacct WHERE acctstoptime = to_timestamp($2) AND nasipaddress = $1::inet AND acctterminatecause = $3",
+        )
+        .bind(nas)
+        .bind(t)
+        .bind(cause)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn sessions_by_uids(
         &self,
         uids: &[String],

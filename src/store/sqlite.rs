@@ -741,6 +741,17 @@ impl SqliteStore {
     }
 
     /// The rows of these sessions, from `radacct` or (`archived`) from `radacct_history`.
+    pub async fn nas_closed_uids(&self, nas: &str, t: i64, cause: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT acctuniqueid FROM radacct WHERE acctstoptime = ?2 AND nasipaddress = ?1 AND acctterminatecause = ?3",
+        )
+        .bind(nas)
+        .bind(t)
+        .bind(cause)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub async fn sessions_by_uids(
         &self,
         uids: &[String],

@@ -25,6 +25,8 @@ both_backends!(
     session_history_and_counts_per_nas,
     disconnect_session_reports_ack_nak_and_timeout,
     a_subscriber_receives_a_start_sent_after_subscribing,
+    an_accounting_on_sends_a_stop_for_every_session_it_closes,
+    a_reboot_of_more_sessions_than_the_feed_buffers_reaches_a_subscriber_in_full,
 );
 
 async fn gql(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
@@ -548,6 +550,15 @@ pub async fn subscribe(
     token: &str,
     user_id: i64,
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    subscribe_to(http, token, &format!("(userId: {user_id})")).await
+}
+
+/// Opens a graphql-transport-ws subscription to `sessionEvents` with these arguments.
+async fn subscribe_to(
+    http: std::net::SocketAddr,
+    token: &str,
+    arguments: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let mut request = format!("ws://{http}/graphql/ws")
         .into_client_request()
         .unwrap();
@@ -565,7 +576,7 @@ pub async fn subscribe(
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     ws.send(Message::text(
         json!({"id": "1", "type": "subscribe", "payload": {
-            "query": format!("subscription {{ sessionEvents(userId: {user_id}) {{ kind session {{ sessionId online }} }} }}")
+            "query": format!("subscription {{ sessionEvents{arguments} {{ kind session {{ sessionId online }} }} }}")
         }})
         .to_string(),
     ))
@@ -647,6 +658,136 @@ async fn a_subscriber_receives_a_start_sent_after_subscribing(backend: Backend) 
         matches!(closed, Some(Ok(Message::Close(_))) | None | Some(Err(_))),
         "{closed:?}"
     );
+    app.stop().await;
+}
+
+/// An Accounting-On closes every open session of its NAS in one statement; a subscriber gets a
+/// STOP for each of its user's sessions it closed (and nothing for other users'), as it does for
+/// a Stop packet.
+async fn an_accounting_on_sends_a_stop_for_every_session_it_closes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = login(&app, "admin", ADMIN_PASSWORD).await;
+    let nas = app.nas();
+    for (user, session) in [("rebooted", "r1"), ("rebooted", "r2"), ("bystander", "b1")] {
+        nas.send(nas.session(status::START, user, session)).await;
+    }
+    let uid = user_id(&app, "rebooted").await;
+    let mut ws = subscribe(app.http, &admin.token, uid).await;
+    // The subscription is set up after the subscribe message: update r1 until its UPDATE shows.
+    let mut subscribed = false;
+    for attempt in 0..20 {
+        nas.send(
+            nas.session(status::INTERIM_UPDATE, "rebooted", "r1")
+                .u32(dict::ACCT_SESSION_TIME, attempt),
+        )
+        .await;
+        if let Ok(v) = tokio::time::timeout(Duration::from_millis(500), next_json(&mut ws)).await {
+            assert_eq!(
+                v["payload"]["data"]["sessionEvents"]["kind"], "UPDATE",
+                "{v}"
+            );
+            subscribed = true;
+            break;
+        }
+    }
+    assert!(subscribed, "no UPDATE event");
+    // Later UPDATEs of the attempts above may still come; drain them.
+    while tokio::time::timeout(Duration::from_millis(300), next_json(&mut ws))
+        .await
+        .is_ok()
+    {}
+
+    let t = chrono::Utc::now().timestamp() as u32;
+    nas.send(
+        nas.request(status::ACCOUNTING_ON)
+            .ipv4(dict::NAS_IP_ADDRESS, [192, 0, 2, 1].into())
+            .u32(dict::EVENT_TIMESTAMP, t),
+    )
+    .await;
+    let mut stopped = Vec::new();
+    while stopped.len() < 2 {
+        let v = next_json(&mut ws).await;
+        let event = &v["payload"]["data"]["sessionEvents"];
+        assert_eq!(event["kind"], "STOP", "{v}");
+        assert_eq!(event["session"]["online"], false, "{v}");
+        stopped.push(event["session"]["sessionId"].as_str().unwrap().to_owned());
+    }
+    stopped.sort();
+    assert_eq!(stopped, ["r1", "r2"]);
+    // Nothing else: the bystander's session is another user's.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), next_json(&mut ws))
+            .await
+            .is_err(),
+        "an event for another user"
+    );
+    app.stop().await;
+}
+
+/// An Accounting-On that closes more sessions than the feed holds at once (4,096) reaches an
+/// every-user subscriber in full, each once: the feed reads and hands out the closed sessions a
+/// page (512) at a time.
+async fn a_reboot_of_more_sessions_than_the_feed_buffers_reaches_a_subscriber_in_full(
+    backend: Backend,
+) {
+    const SESSIONS: usize = 6_000;
+    let app = spawn_app(backend).await;
+    let admin = login(&app, "admin", ADMIN_PASSWORD).await;
+    let nas = app.nas();
+    let t0 = chrono::Utc::now().timestamp() - 60;
+    let (nas_ip, start) = match backend {
+        Backend::Sqlite => ("'192.0.2.1'".to_owned(), t0.to_string()),
+        Backend::Postgres => (
+            "'192.0.2.1'::inet".to_owned(),
+            format!("to_timestamp({t0})"),
+        ),
+    };
+    app.execute(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {SESSIONS}) \
+         INSERT INTO radacct (acctsessionid, acctuniqueid, username, nasipaddress, acctstarttime, acctupdatetime) \
+         SELECT 'bulk-' || i, 'bulk-uid-' || i, 'bulk-' || (i % 50), {nas_ip}, {start}, {start} FROM n"
+    ))
+    .await;
+    let mut ws = subscribe_to(app.http, &admin.token, "").await;
+    // Registered once a Start shows up.
+    let mut subscribed = false;
+    for attempt in 0..20 {
+        nas.send(nas.session(status::START, "probe", &format!("probe-{attempt}")))
+            .await;
+        if tokio::time::timeout(Duration::from_millis(500), next_json(&mut ws))
+            .await
+            .is_ok()
+        {
+            subscribed = true;
+            break;
+        }
+    }
+    assert!(subscribed, "no START event");
+    while tokio::time::timeout(Duration::from_millis(300), next_json(&mut ws))
+        .await
+        .is_ok()
+    {}
+
+    let t = chrono::Utc::now().timestamp() as u32;
+    nas.send(
+        nas.request(status::ACCOUNTING_ON)
+            .ipv4(dict::NAS_IP_ADDRESS, [192, 0, 2, 1].into())
+            .u32(dict::EVENT_TIMESTAMP, t),
+    )
+    .await;
+    let mut stopped = std::collections::HashSet::new();
+    while let Ok(v) = tokio::time::timeout(Duration::from_secs(5), next_json(&mut ws)).await {
+        let event = &v["payload"]["data"]["sessionEvents"];
+        assert_eq!(event["kind"], "STOP", "{v}");
+        let id = event["session"]["sessionId"].as_str().unwrap().to_owned();
+        assert!(stopped.insert(id.clone()), "two STOPs for {id}");
+        if stopped.len() == SESSIONS + 20 {
+            break;
+        }
+    }
+    // The bulk sessions and the probes that opened before the Accounting-On.
+    let bulk = stopped.iter().filter(|id| id.starts_with("bulk-")).count();
+    assert_eq!(bulk, SESSIONS);
     app.stop().await;
 }
 
