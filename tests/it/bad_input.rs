@@ -171,13 +171,10 @@ async fn every_endpoint_rejects_bad_input_with_a_clear_4xx_and_writes_nothing(ba
     let admin = login(&app, "admin", ADMIN_PASSWORD).await;
     // A closed token (logged out) and an expired one.
     let closed = login(&app, "admin", ADMIN_PASSWORD).await;
-    let r = reqwest::Client::new()
-        .post(app.url(&format!("{WS}/Logout")))
-        .header("Authtoken", &closed.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        crate::console::logout(&app, &closed.token).await,
+        reqwest::StatusCode::OK
+    );
     let expired = login(&app, "admin", ADMIN_PASSWORD).await;
     app.execute(&match backend {
         Backend::Sqlite => format!(
@@ -644,13 +641,10 @@ async fn bad_websocket_messages_close_the_connection_and_write_nothing(backend: 
     let app = crate::harness::spawn_app(backend).await;
     let admin = login(&app, "admin", ADMIN_PASSWORD).await;
     let closed = login(&app, "admin", ADMIN_PASSWORD).await;
-    let r = reqwest::Client::new()
-        .post(app.url(&format!("{WS}/Logout")))
-        .header("Authtoken", &closed.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    assert_eq!(
+        crate::console::logout(&app, &closed.token).await,
+        reqwest::StatusCode::OK
+    );
     let before = app.snapshot_all().await;
 
     let huge = "x".repeat(2 * 1024 * 1024);

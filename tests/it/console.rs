@@ -57,6 +57,17 @@ pub async fn login(app: &TestApp, user: &str, password: &str) -> Login {
     }
 }
 
+/// Logs a token out; returns the status.
+pub async fn logout(app: &TestApp, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .post(app.url(&format!("{WS}/Logout")))
+        .header("Authtoken", token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// Creates a user with a password through the binary's own code path (the store).
 pub async fn add_user(app: &TestApp, login: &str, role: &str, password: &str) -> i64 {
     let hash = radacctd::auth::hash_password(password);
@@ -491,12 +502,7 @@ async fn an_expired_token_is_rejected(backend: Backend) {
 async fn only_active_sessions_header_leaves_out_closed_ones(backend: Backend) {
     let app = spawn_app(backend).await;
     let closed = login(&app, "admin", ADMIN_PASSWORD).await;
-    reqwest::Client::new()
-        .post(app.url(&format!("{WS}/Logout")))
-        .header("Authtoken", &closed.token)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(logout(&app, &closed.token).await, StatusCode::OK);
     let open = login(&app, "admin", ADMIN_PASSWORD).await;
     let list = |active: bool| {
         let mut req = reqwest::Client::new()
@@ -533,13 +539,7 @@ async fn closed_sessions_are_listed_within_the_retention_and_deleted_after_it(ba
     let recent = login(&app, "admin", ADMIN_PASSWORD).await;
     let open = login(&app, "admin", ADMIN_PASSWORD).await;
     for closed in [&old, &recent] {
-        let r = reqwest::Client::new()
-            .post(app.url(&format!("{WS}/Logout")))
-            .header("Authtoken", &closed.token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(logout(&app, &closed.token).await, StatusCode::OK);
     }
     // Logged out 31 and 29 days ago.
     let now = chrono::Utc::now().timestamp();
@@ -654,13 +654,7 @@ async fn a_token_works_on_every_node_until_logout_on_any() {
         get_sessions(&b, &l.token, &uid, None).await.status(),
         StatusCode::OK
     );
-    let r = reqwest::Client::new()
-        .post(a.url(&format!("{WS}/Logout")))
-        .header("Authtoken", &l.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(logout(&a, &l.token).await, StatusCode::OK);
     assert_eq!(
         get_sessions(&b, &l.token, &uid, None).await.status(),
         StatusCode::UNAUTHORIZED
@@ -692,13 +686,7 @@ async fn metrics_auth_puts_metrics_behind_an_operator_or_admin_token(backend: Ba
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // A token after its Logout.
     let closed = login(&app, "ops", "ops-password").await;
-    let r = reqwest::Client::new()
-        .post(app.url(&format!("{WS}/Logout")))
-        .header("Authtoken", &closed.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(logout(&app, &closed.token).await, StatusCode::OK);
     let (status, body) = get("/metrics", Some(closed.token)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(!body.contains("radacctd_"), "{body}");

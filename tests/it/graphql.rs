@@ -12,7 +12,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::both_backends;
 use crate::console::{add_user, login};
-use crate::harness::{spawn_app, spawn_app_on, spawn_app_with, Backend, TestApp, ADMIN_PASSWORD};
+use crate::harness::{
+    spawn_app, spawn_app_on, spawn_app_with, Backend, Nas, TestApp, ADMIN_PASSWORD,
+};
+use radacctd::radius::builder::Request;
 
 /// The seed query, exactly as SPEC §4 documents it.
 const SEED_QUERY: &str = "query getOnlineSessions($userId: Int!) {\n  getOnlineSessions(userId: $userId) {\n    id sessionId nasIpAddress nasPortId nasPortType startTime\n    connectInfoStart callingStationId framedIpAddress\n  }\n}";
@@ -673,37 +676,17 @@ async fn an_accounting_on_sends_a_stop_for_every_session_it_closes(backend: Back
     }
     let uid = user_id(&app, "rebooted").await;
     let mut ws = subscribe(app.http, &admin.token, uid).await;
-    // The subscription is set up after the subscribe message: update r1 until its UPDATE shows.
-    let mut subscribed = false;
-    for attempt in 0..20 {
-        nas.send(
-            nas.session(status::INTERIM_UPDATE, "rebooted", "r1")
-                .u32(dict::ACCT_SESSION_TIME, attempt),
-        )
-        .await;
-        if let Ok(v) = tokio::time::timeout(Duration::from_millis(500), next_json(&mut ws)).await {
-            assert_eq!(
-                v["payload"]["data"]["sessionEvents"]["kind"], "UPDATE",
-                "{v}"
-            );
-            subscribed = true;
-            break;
-        }
-    }
-    assert!(subscribed, "no UPDATE event");
-    // Later UPDATEs of the attempts above may still come; drain them.
-    while tokio::time::timeout(Duration::from_millis(300), next_json(&mut ws))
-        .await
-        .is_ok()
-    {}
-
-    let t = chrono::Utc::now().timestamp() as u32;
-    nas.send(
-        nas.request(status::ACCOUNTING_ON)
-            .ipv4(dict::NAS_IP_ADDRESS, [192, 0, 2, 1].into())
-            .u32(dict::EVENT_TIMESTAMP, t),
-    )
+    let v = first_event(&mut ws, &nas, |attempt| {
+        nas.session(status::INTERIM_UPDATE, "rebooted", "r1")
+            .u32(dict::ACCT_SESSION_TIME, attempt)
+    })
     .await;
+    assert_eq!(
+        v["payload"]["data"]["sessionEvents"]["kind"], "UPDATE",
+        "{v}"
+    );
+
+    accounting_on(&nas).await;
     let mut stopped = Vec::new();
     while stopped.len() < 2 {
         let v = next_json(&mut ws).await;
@@ -749,32 +732,12 @@ async fn a_reboot_of_more_sessions_than_the_feed_buffers_reaches_a_subscriber_in
     ))
     .await;
     let mut ws = subscribe_to(app.http, &admin.token, "").await;
-    // Registered once a Start shows up.
-    let mut subscribed = false;
-    for attempt in 0..20 {
-        nas.send(nas.session(status::START, "probe", &format!("probe-{attempt}")))
-            .await;
-        if tokio::time::timeout(Duration::from_millis(500), next_json(&mut ws))
-            .await
-            .is_ok()
-        {
-            subscribed = true;
-            break;
-        }
-    }
-    assert!(subscribed, "no START event");
-    while tokio::time::timeout(Duration::from_millis(300), next_json(&mut ws))
-        .await
-        .is_ok()
-    {}
-
-    let t = chrono::Utc::now().timestamp() as u32;
-    nas.send(
-        nas.request(status::ACCOUNTING_ON)
-            .ipv4(dict::NAS_IP_ADDRESS, [192, 0, 2, 1].into())
-            .u32(dict::EVENT_TIMESTAMP, t),
-    )
+    first_event(&mut ws, &nas, |attempt| {
+        nas.session(status::START, "probe", &format!("probe-{attempt}"))
+    })
     .await;
+
+    accounting_on(&nas).await;
     let mut stopped = std::collections::HashSet::new();
     while let Ok(v) = tokio::time::timeout(Duration::from_secs(5), next_json(&mut ws)).await {
         let event = &v["payload"]["data"]["sessionEvents"];
@@ -789,6 +752,36 @@ async fn a_reboot_of_more_sessions_than_the_feed_buffers_reaches_a_subscriber_in
     let bulk = stopped.iter().filter(|id| id.starts_with("bulk-")).count();
     assert_eq!(bulk, SESSIONS);
     app.stop().await;
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends `packet(attempt)` until the subscription shows an event (it is set up after the
+/// subscribe message), returns that event, and reads away what the other attempts set off.
+async fn first_event(ws: &mut Ws, nas: &Nas, packet: impl Fn(u32) -> Request) -> Value {
+    for attempt in 0..20 {
+        nas.send(packet(attempt)).await;
+        if let Ok(v) = tokio::time::timeout(Duration::from_millis(500), next_json(ws)).await {
+            while tokio::time::timeout(Duration::from_millis(300), next_json(ws))
+                .await
+                .is_ok()
+            {}
+            return v;
+        }
+    }
+    panic!("no sessionEvents event after 20 packets");
+}
+
+/// The test NAS's Accounting-On, for the sessions it opened (NAS-IP-Address 192.0.2.1).
+async fn accounting_on(nas: &Nas) {
+    let t = chrono::Utc::now().timestamp() as u32;
+    nas.send(
+        nas.request(status::ACCOUNTING_ON)
+            .ipv4(dict::NAS_IP_ADDRESS, [192, 0, 2, 1].into())
+            .u32(dict::EVENT_TIMESTAMP, t),
+    )
+    .await;
 }
 
 /// On PostgreSQL, a Start ingested by another node reaches a subscriber of this one.

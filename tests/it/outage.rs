@@ -27,13 +27,10 @@ use crate::harness::{
     TestDb, SECRET,
 };
 
-/// SQLite: another process holds the write lock. The packet is not answered while the lock is
-/// held, and is committed and answered once it is released.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locked_sqlite_database_delays_the_answer_until_the_commit() {
-    let app = spawn_app(Backend::Sqlite).await;
-    let nas = app.nas();
-    let mut locker = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+/// A connection to the SQLite database at `url` that holds its write lock (until ROLLBACK), as
+/// another process would.
+async fn hold_write_lock(url: &str) -> sqlx::SqliteConnection {
+    let mut locker = sqlx::SqliteConnection::connect(url).await.unwrap();
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut locker)
         .await
@@ -42,6 +39,16 @@ async fn a_locked_sqlite_database_delays_the_answer_until_the_commit() {
         .execute(&mut locker)
         .await
         .unwrap();
+    locker
+}
+
+/// SQLite: another process holds the write lock. The packet is not answered while the lock is
+/// held, and is committed and answered once it is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_database_delays_the_answer_until_the_commit() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let nas = app.nas();
+    let mut locker = hold_write_lock(&app.db.url).await;
 
     let packet = nas
         .session(status::START, "outage", "locked")
@@ -86,15 +93,7 @@ async fn a_locked_sqlite_database_delays_the_answer_until_the_commit() {
 async fn a_node_stopped_while_its_database_is_locked_exits_within_the_grace_period() {
     let app = spawn_app(Backend::Sqlite).await;
     let nas = app.nas();
-    let mut locker = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE nas SET shortname = shortname")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = hold_write_lock(&app.db.url).await;
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let now = chrono::Utc::now().timestamp() as u32;
     for i in 0..4u8 {
