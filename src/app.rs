@@ -173,6 +173,7 @@ impl App {
             store.clone(),
             config.accounting.stale_after,
             metrics.clone(),
+            events.clone(),
             shutdown.clone(),
         ));
         background.spawn(

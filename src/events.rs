@@ -56,6 +56,35 @@ pub enum Change {
     Session(SessionChange),
     #[serde(rename = "r")]
     NasClosed(NasClosed),
+    /// Sessions the stale-session reaper closed (their `acctuniqueid`s).
+    #[serde(rename = "x")]
+    StaleClosed(Vec<String>),
+}
+
+/// The most `acctuniqueid` bytes one [`Change::StaleClosed`] carries, so that each fits in one
+/// PostgreSQL NOTIFY payload (8,000 bytes) with room to spare.
+const STALE_CLOSED_BYTES: usize = 6_000;
+
+/// The changes announcing that the reaper closed `uids`: a few hundred sessions each, so a reap
+/// of thousands is handed out in pieces (and fits in NOTIFY payloads).
+pub fn stale_closed(uids: Vec<String>) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut bytes = 0;
+    for uid in uids {
+        // Quotes and a comma around each.
+        let len = uid.len() + 3;
+        if !current.is_empty() && bytes + len > STALE_CLOSED_BYTES {
+            changes.push(Change::StaleClosed(std::mem::take(&mut current)));
+            bytes = 0;
+        }
+        bytes += len;
+        current.push(uid);
+    }
+    if !current.is_empty() {
+        changes.push(Change::StaleClosed(current));
+    }
+    changes
 }
 
 /// The changes of a batch of events.
@@ -179,5 +208,28 @@ impl LiveConnections {
         std::collections::HashMap<String, Vec<(String, tokio_util::sync::CancellationToken)>>,
     > {
         self.by_session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_closes_are_split_into_changes_that_each_fit_a_notify_payload() {
+        let uids: Vec<String> = (0..1_000).map(|i| format!("{i:032x}")).collect();
+        let changes = stale_closed(uids.clone());
+        assert!(changes.len() > 1, "1,000 ids need several changes");
+        let mut seen = Vec::new();
+        for change in &changes {
+            let json = serde_json::to_string(change).unwrap();
+            assert!(json.len() < 7_000, "{} bytes", json.len());
+            let Change::StaleClosed(part) = change else {
+                panic!("not a StaleClosed: {change:?}");
+            };
+            seen.extend(part.iter().cloned());
+        }
+        assert_eq!(seen, uids, "every id once, in order");
+        assert!(stale_closed(Vec::new()).is_empty());
     }
 }

@@ -170,8 +170,9 @@ impl Store {
         }
     }
 
-    /// Closes stale sessions (see [`reaper`]); returns how many.
-    pub async fn close_stale(&self, now: i64, stale_after: Option<i64>) -> Result<u64> {
+    /// Closes stale sessions (see [`reaper`]); returns their `acctuniqueid`s. On PostgreSQL
+    /// every node has been told of them (NOTIFY); on SQLite the caller publishes them.
+    pub async fn close_stale(&self, now: i64, stale_after: Option<i64>) -> Result<Vec<String>> {
         match self {
             Store::Sqlite(s) => s.close_stale(now, stale_after).await,
             Store::Postgres(s) => s.close_stale(now, stale_after).await,

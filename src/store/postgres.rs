@@ -220,7 +220,8 @@ const CLOSE_STALE: &str = "UPDATE radacct SET \
          WHEN acctinteriminterval > 0 THEN 3 * acctinteriminterval + 60 \
          WHEN acctinterval > 0 THEN 3 * acctinterval + 60 \
          ELSE $2 END) \
-       LIMIT $3 FOR UPDATE SKIP LOCKED)";
+       LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     RETURNING acctuniqueid";
 
 /// How radacctd connects to `url`: as application `radacctd`, and without JIT compilation unless
 /// the URL's `options` set `jit` themselves. PostgreSQL compiles a plan to machine code once its
@@ -325,14 +326,7 @@ impl PgStore {
                 }
             }
         }
-        // Delivered to every listening node when (and only if) the transaction commits.
-        for payload in notify_payloads(changes) {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(PG_CHANNEL)
-                .bind(payload)
-                .execute(&mut *tx)
-                .await?;
-        }
+        notify_changes(&mut tx, changes).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -505,8 +499,10 @@ impl PgStore {
         }
     }
 
-    pub async fn close_stale(&self, now: i64, stale_after: Option<i64>) -> Result<u64> {
-        let mut total = 0;
+    /// Closes stale sessions [`REAP_CHUNK`] at a time, each chunk announced to every node
+    /// (NOTIFY, delivered on commit); returns the closed sessions' `acctuniqueid`s.
+    pub async fn close_stale(&self, now: i64, stale_after: Option<i64>) -> Result<Vec<String>> {
+        let mut closed = Vec::new();
         loop {
             let mut tx = self.pool.begin().await?;
             let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -515,19 +511,20 @@ impl PgStore {
                 .await?;
             if !locked {
                 // Another node is reaping right now.
-                return Ok(total);
+                return Ok(closed);
             }
-            let n = sqlx::query(CLOSE_STALE)
+            let uids: Vec<String> = sqlx::query_scalar(CLOSE_STALE)
                 .bind(now)
                 .bind(stale_after)
                 .bind(REAP_CHUNK)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+                .fetch_all(&mut *tx)
+                .await?;
+            let n = uids.len();
+            notify_changes(&mut tx, &crate::events::stale_closed(uids.clone())).await?;
             tx.commit().await?;
-            total += n;
-            if n < REAP_CHUNK as u64 {
-                return Ok(total);
+            closed.extend(uids);
+            if n < REAP_CHUNK as usize {
+                return Ok(closed);
             }
         }
     }
@@ -580,6 +577,18 @@ impl PgStore {
 
 /// NOTIFY payloads stay under PostgreSQL's 8000-byte limit.
 const NOTIFY_MAX: usize = 7000;
+
+/// Announces `changes` to every listening node when (and only if) `tx` commits.
+async fn notify_changes(tx: &mut sqlx::PgConnection, changes: &[Change]) -> Result<()> {
+    for payload in notify_payloads(changes) {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(PG_CHANNEL)
+            .bind(payload)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
 
 /// The changes as JSON arrays of at most [`NOTIFY_MAX`] bytes each.
 fn notify_payloads(changes: &[Change]) -> Vec<String> {

@@ -213,7 +213,8 @@ const CLOSE_STALE: &str = concat!(
      acctterminatecause = 'Stale-Session', \
      acctsessiontime = COALESCE(acctsessiontime, COALESCE(acctupdatetime, acctstarttime) - acctstarttime) \
      WHERE radacctid IN (SELECT value FROM json_each(?3)) AND ",
-    stale!()
+    stale!(),
+    " RETURNING acctuniqueid"
 );
 
 /// `[1,2,3]`.
@@ -350,8 +351,8 @@ impl SqliteStore {
 
     /// Finds stale sessions without the write lock, then closes them in short transactions
     /// ([`REAP_CHUNK`] each), checking again that each is still stale.
-    pub async fn close_stale(&self, now: i64, stale_after: Option<i64>) -> Result<u64> {
-        let mut total = 0;
+    pub async fn close_stale(&self, now: i64, stale_after: Option<i64>) -> Result<Vec<String>> {
+        let mut closed = Vec::new();
         loop {
             let ids: Vec<i64> = sqlx::query_scalar(STALE_SESSIONS)
                 .bind(now)
@@ -360,16 +361,16 @@ impl SqliteStore {
                 .fetch_all(&self.pool)
                 .await?;
             for chunk in ids.chunks(REAP_CHUNK) {
-                total += sqlx::query(CLOSE_STALE)
+                let uids: Vec<String> = sqlx::query_scalar(CLOSE_STALE)
                     .bind(now)
                     .bind(stale_after)
                     .bind(json_ids(chunk))
-                    .execute(&self.pool)
-                    .await?
-                    .rows_affected();
+                    .fetch_all(&self.pool)
+                    .await?;
+                closed.extend(uids);
             }
             if (ids.len() as i64) < REAP_SCAN {
-                return Ok(total);
+                return Ok(closed);
             }
         }
     }

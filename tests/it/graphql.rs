@@ -30,6 +30,7 @@ both_backends!(
     a_subscriber_receives_a_start_sent_after_subscribing,
     an_accounting_on_sends_a_stop_for_every_session_it_closes,
     a_reboot_of_more_sessions_than_the_feed_buffers_reaches_a_subscriber_in_full,
+    a_session_the_reaper_closes_reaches_its_subscriber_as_a_stop,
 );
 
 async fn gql(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
@@ -579,7 +580,7 @@ async fn subscribe_to(
     assert_eq!(ack["type"], "connection_ack", "{ack}");
     ws.send(Message::text(
         json!({"id": "1", "type": "subscribe", "payload": {
-            "query": format!("subscription {{ sessionEvents{arguments} {{ kind session {{ sessionId online }} }} }}")
+            "query": format!("subscription {{ sessionEvents{arguments} {{ kind session {{ sessionId online terminateCause }} }} }}")
         }})
         .to_string(),
     ))
@@ -751,6 +752,42 @@ async fn a_reboot_of_more_sessions_than_the_feed_buffers_reaches_a_subscriber_in
     // The bulk sessions and the probes that opened before the Accounting-On.
     let bulk = stopped.iter().filter(|id| id.starts_with("bulk-")).count();
     assert_eq!(bulk, SESSIONS);
+    app.stop().await;
+}
+
+/// A session the stale-session reaper closes (no packet for `stale_after`, here 2 s) reaches a
+/// subscriber as a STOP with terminate cause `Stale-Session`, as a Stop packet would.
+async fn a_session_the_reaper_closes_reaches_its_subscriber_as_a_stop(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.accounting.stale_after = Some(Duration::from_secs(2));
+    })
+    .await;
+    let admin = login(&app, "admin", ADMIN_PASSWORD).await;
+    let nas = app.nas();
+    nas.send(nas.session(status::START, "sleeper", "z1")).await;
+    let uid = user_id(&app, "sleeper").await;
+    let mut ws = subscribe(app.http, &admin.token, uid).await;
+    // Interim-Updates keep the session fresh until the subscription is live.
+    let v = first_event(&mut ws, &nas, |attempt| {
+        nas.session(status::INTERIM_UPDATE, "sleeper", "z1")
+            .u32(dict::ACCT_SESSION_TIME, attempt)
+    })
+    .await;
+    assert_eq!(
+        v["payload"]["data"]["sessionEvents"]["kind"], "UPDATE",
+        "{v}"
+    );
+    // Then silence: the reaper closes it 2 s after its last update, looking every second.
+    let v = tokio::time::timeout(Duration::from_secs(10), next_json(&mut ws))
+        .await
+        .expect("no STOP within 10 s of the session going stale");
+    let event = &v["payload"]["data"]["sessionEvents"];
+    assert_eq!(event["kind"], "STOP", "{v}");
+    assert_eq!(event["session"]["sessionId"], "z1", "{v}");
+    assert_eq!(event["session"]["online"], false, "{v}");
+    assert_eq!(event["session"]["terminateCause"], "Stale-Session", "{v}");
+    let row = app.session("z1").await;
+    assert_eq!(row.acctterminatecause.as_deref(), Some("Stale-Session"));
     app.stop().await;
 }
 

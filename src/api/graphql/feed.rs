@@ -1,7 +1,8 @@
 //! The feed behind `sessionEvents`: committed session changes with their rows. One task per
 //! node reads each change's row once (many changes in one query), however many subscribers
-//! there are, and only while someone subscribes. An Accounting-On/Off becomes a Stop of every
-//! session it closed, handed out a page at a time as the subscribers take them.
+//! there are, and only while someone subscribes. An Accounting-On/Off, and a run of the
+//! stale-session reaper, become a Stop of every session they closed, handed out a page at a time
+//! as the subscribers take them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,8 +87,8 @@ impl SessionFeed {
         }
     }
 
-    /// Hands out the changes in order: session changes a lookup at a time, a NAS's closed
-    /// sessions page by page.
+    /// Hands out the changes in order: session changes a lookup at a time, sessions closed
+    /// together (a NAS's, the reaper's) page by page.
     async fn publish(&self, store: &Store, changes: &[Change]) {
         let mut sessions: Vec<SessionChange> = Vec::new();
         for change in changes {
@@ -97,6 +98,11 @@ impl SessionFeed {
                     self.publish_sessions(store, &sessions).await;
                     sessions.clear();
                     self.publish_nas_closed(store, closed).await;
+                }
+                Change::StaleClosed(uids) => {
+                    self.publish_sessions(store, &sessions).await;
+                    sessions.clear();
+                    self.publish_stops(store, uids).await;
                 }
             }
         }
@@ -114,6 +120,11 @@ impl SessionFeed {
                 return;
             }
         };
+        self.publish_stops(store, &uids).await;
+    }
+
+    /// A Stop for each of `uids`, a page at a time.
+    async fn publish_stops(&self, store: &Store, uids: &[String]) {
         for page in uids.chunks(LOOKUP_BATCH) {
             self.wait_for_subscribers().await;
             let changes: Vec<SessionChange> = page
