@@ -324,6 +324,8 @@ impl Store {
     /// The rows of these sessions (by `acctuniqueid`), live or archived; unknown ones are
     /// left out. The history is read only for those not found live (a late Stop of an
     /// archived session), as on PostgreSQL it means a probe in every monthly partition.
+    /// Archived rows come oldest first: when a NAS used a session id again, the newest row of
+    /// that `acctuniqueid` is the last.
     pub async fn sessions_by_uids(&self, uids: &[String]) -> Result<Vec<SessionRow>> {
         let mut rows = dispatch!(self, s => s.sessions_by_uids(uids, false).await)?;
         if rows.len() < uids.len() {

@@ -169,6 +169,8 @@ const STOP_UPDATE: &str = concat!(
      WHERE r.acctuniqueid = e.uid AND r.acctuniqueid = ANY(ARRAY(SELECT uid FROM e))"
 );
 
+/// Stop for a session already archived: update it where it is (the newest, when a NAS used the
+/// session's id again and both sessions are archived).
 const STOP_UPDATE_HISTORY: &str = concat!(
     events!(),
     "UPDATE radacct_history h SET acctstoptime = to_timestamp(e.t), \
@@ -179,7 +181,9 @@ const STOP_UPDATE_HISTORY: &str = concat!(
      framedipv6prefix = e.prefix6, framedinterfaceid = e.ifid, delegatedipv6prefix = e.delegated6, \
      connectinfo_stop = e.connect_info FROM e \
      WHERE h.acctuniqueid = e.uid AND h.acctuniqueid = ANY(ARRAY(SELECT uid FROM e)) \
-     AND NOT EXISTS (SELECT 1 FROM radacct r WHERE r.acctuniqueid = e.uid)"
+     AND NOT EXISTS (SELECT 1 FROM radacct r WHERE r.acctuniqueid = e.uid) \
+     AND h.acctstarttime = \
+       (SELECT max(h2.acctstarttime) FROM radacct_history h2 WHERE h2.acctuniqueid = e.uid)"
 );
 
 const STOP_INSERT: &str = concat!(
@@ -969,7 +973,7 @@ impl PgStore {
             "radacct"
         };
         let rows = sqlx::query(&format!(
-            "{SESSION_ROW}FROM {table} WHERE acctuniqueid = ANY($1)"
+            "{SESSION_ROW}FROM {table} WHERE acctuniqueid = ANY($1) ORDER BY acctstarttime"
         ))
         .bind(uids)
         .fetch_all(&self.pool)

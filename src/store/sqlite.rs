@@ -151,7 +151,8 @@ const STOP_UPDATE: &str = concat!(
      connectinfo_stop = e.connect_info FROM e WHERE radacct.acctuniqueid = e.uid"
 );
 
-/// Stop for a session already archived: update it where it is.
+/// Stop for a session already archived: update it where it is (the newest, when a NAS used the
+/// session's id again and both sessions are archived).
 const STOP_UPDATE_HISTORY: &str = concat!(
     events!(),
     ", x AS (SELECT * FROM e WHERE NOT EXISTS (SELECT 1 FROM radacct r WHERE r.acctuniqueid = e.uid)) \
@@ -160,7 +161,9 @@ const STOP_UPDATE_HISTORY: &str = concat!(
      acctinputoctets = x.input_octets, acctoutputoctets = x.output_octets, \
      acctterminatecause = x.cause, framedipaddress = x.ip, framedipv6address = x.ip6, \
      framedipv6prefix = x.prefix6, framedinterfaceid = x.ifid, delegatedipv6prefix = x.delegated6, \
-     connectinfo_stop = x.connect_info FROM x WHERE radacct_history.acctuniqueid = x.uid"
+     connectinfo_stop = x.connect_info FROM x WHERE radacct_history.acctuniqueid = x.uid \
+     AND radacct_history.acctstarttime = \
+       (SELECT max(h.acctstarttime) FROM radacct_history h WHERE h.acctuniqueid = x.uid)"
 );
 
 /// Stop with no row anywhere: insert a closed row.
@@ -765,7 +768,8 @@ impl SqliteStore {
         };
         let json = serde_json::to_string(uids).expect("strings serialise");
         let rows = sqlx::query(&format!(
-            "{SESSION_ROW}FROM {table} WHERE acctuniqueid IN (SELECT value FROM json_each(?1))"
+            "{SESSION_ROW}FROM {table} WHERE acctuniqueid IN (SELECT value FROM json_each(?1)) \
+             ORDER BY acctstarttime"
         ))
         .bind(json)
         .fetch_all(&self.pool)
@@ -932,10 +936,12 @@ impl SqliteStore {
         let ids: Vec<i64> = rows.iter().map(|&(id, _)| id).collect();
         let last_stop = rows.iter().map(|&(_, stop)| stop).max();
         let json = json_ids(&ids);
-        // A session archived before and started again under the same id: the newer row wins.
+        // A session id used again (a later start) is another row; the same session archived
+        // twice cannot happen (a Start of an archived session updates it in the history), and
+        // would keep the newer copy.
         sqlx::query(
             "INSERT INTO radacct_history SELECT * FROM radacct WHERE radacctid IN (SELECT value FROM json_each(?1)) \
-             ORDER BY radacctid ON CONFLICT (acctuniqueid) DO UPDATE SET \
+             ORDER BY radacctid ON CONFLICT (acctuniqueid, acctstarttime) DO UPDATE SET \
              radacctid = excluded.radacctid, acctsessionid = excluded.acctsessionid, username = excluded.username, \
              realm = excluded.realm, nasipaddress = excluded.nasipaddress, nasportid = excluded.nasportid, \
              nasporttype = excluded.nasporttype, acctstarttime = excluded.acctstarttime, \

@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::both_backends;
 use crate::console::login;
-use crate::harness::{spawn_app_with, Backend, TestApp, ADMIN_PASSWORD};
+use crate::harness::{spawn_app_with, Backend, Session, TestApp, ADMIN_PASSWORD};
 
 both_backends!(
     archiving_moves_old_closed_sessions_and_never_open_ones,
     late_packets_for_archived_sessions_add_no_second_row,
+    a_session_id_used_again_keeps_both_sessions_in_the_history,
     retention_removes_history_past_it,
     the_ip_lookup_finds_who_had_an_address_at_every_boundary,
     a_kill_9_while_archiving_loses_and_duplicates_nothing,
@@ -190,6 +191,53 @@ async fn late_packets_for_archived_sessions_add_no_second_row(backend: Backend) 
     // The last Stop wins, where the session is.
     assert_eq!(history[0].acctstoptime, Some(i64::from(t - 3900)));
     assert_eq!(history[0].acctinputoctets, Some(99));
+    app.stop().await;
+}
+
+/// A NAS that uses an Acct-Session-Id again (a counter restarted by a reboot) gives a new
+/// session the `acctuniqueid` of an archived one: both stay in the history, and a late Stop
+/// changes only the newer.
+async fn a_session_id_used_again_keeps_both_sessions_in_the_history(backend: Backend) {
+    let app = spawn(backend).await;
+    let t = now();
+    closed_session(&app, "reused", "00000001", t - 9000, t - 8000).await;
+    assert_eq!(archive(&app, 1000, None).await, 1);
+    closed_session(&app, "reused", "00000001", t - 5000, t - 4000).await;
+    assert_eq!(session_ids(&app, "radacct").await, ["00000001"]);
+    assert_eq!(archive(&app, 1000, None).await, 1);
+
+    let spans = |rows: Vec<Session>| {
+        rows.iter()
+            .map(|r| (r.acctstarttime, r.acctstoptime))
+            .collect::<Vec<_>>()
+    };
+    let history = app.rows("radacct_history").await;
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[0].acctuniqueid, history[1].acctuniqueid);
+    let first = (Some(i64::from(t - 9000)), Some(i64::from(t - 8000)));
+    assert_eq!(
+        spans(history),
+        [
+            first,
+            (Some(i64::from(t - 5000)), Some(i64::from(t - 4000)))
+        ]
+    );
+
+    let nas = app.nas();
+    nas.send(
+        nas.session(status::STOP, "reused", "00000001")
+            .u32(dict::EVENT_TIMESTAMP, t - 3900)
+            .u32(dict::ACCT_SESSION_TIME, 1100),
+    )
+    .await;
+    assert!(app.sessions().await.is_empty(), "a late Stop added a row");
+    assert_eq!(
+        spans(app.rows("radacct_history").await),
+        [
+            first,
+            (Some(i64::from(t - 5000)), Some(i64::from(t - 3900)))
+        ]
+    );
     app.stop().await;
 }
 
