@@ -258,6 +258,40 @@ async fn anonymous_queries_work_only_when_enabled_and_never_for_mutations(backen
     )
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+
+    // Over the WebSocket too: a connection without a token subscribes and gets its events, and
+    // is refused a mutation.
+    let mut ws = ws_connect(app.http, json!({})).await;
+    ws_start(
+        &mut ws,
+        "1",
+        &format!(
+            "subscription {{ sessionEvents(userId: {uid}) {{ kind session {{ sessionId }} }} }}"
+        ),
+    )
+    .await;
+    let v = first_event(&mut ws, &nas, |attempt| {
+        nas.session(status::INTERIM_UPDATE, "anon", "a1")
+            .u32(dict::ACCT_SESSION_TIME, attempt)
+    })
+    .await;
+    assert_eq!(
+        v["payload"]["data"]["sessionEvents"]["kind"], "UPDATE",
+        "{v}"
+    );
+    ws_start(
+        &mut ws,
+        "2",
+        "mutation { disconnectSession(id: 1) { result } }",
+    )
+    .await;
+    let v = next_json(&mut ws).await;
+    assert_eq!(v["id"], "2", "{v}");
+    assert_eq!(
+        v["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{v}"
+    );
+    assert!(v["payload"]["data"].is_null(), "{v}");
     app.stop().await;
 }
 
@@ -549,20 +583,24 @@ async fn disconnect_session_reports_ack_nak_and_timeout(backend: Backend) {
 }
 
 /// Opens a graphql-transport-ws subscription to a user's session events.
-pub async fn subscribe(
-    http: std::net::SocketAddr,
-    token: &str,
-    user_id: i64,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+pub async fn subscribe(http: std::net::SocketAddr, token: &str, user_id: i64) -> Ws {
     subscribe_to(http, token, &format!("(userId: {user_id})")).await
 }
 
 /// Opens a graphql-transport-ws subscription to `sessionEvents` with these arguments.
-async fn subscribe_to(
-    http: std::net::SocketAddr,
-    token: &str,
-    arguments: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn subscribe_to(http: std::net::SocketAddr, token: &str, arguments: &str) -> Ws {
+    let mut ws = ws_connect(http, json!({"Authtoken": token})).await;
+    ws_start(
+        &mut ws,
+        "1",
+        &format!("subscription {{ sessionEvents{arguments} {{ kind session {{ sessionId online terminateCause }} }} }}"),
+    )
+    .await;
+    ws
+}
+
+/// A graphql-transport-ws connection, acknowledged after `connection_init` with this payload.
+async fn ws_connect(http: std::net::SocketAddr, init_payload: Value) -> Ws {
     let mut request = format!("ws://{http}/graphql/ws")
         .into_client_request()
         .unwrap();
@@ -572,28 +610,25 @@ async fn subscribe_to(
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     ws.send(Message::text(
-        json!({"type": "connection_init", "payload": {"Authtoken": token}}).to_string(),
+        json!({"type": "connection_init", "payload": init_payload}).to_string(),
     ))
     .await
     .unwrap();
     let ack = next_json(&mut ws).await;
     assert_eq!(ack["type"], "connection_ack", "{ack}");
-    ws.send(Message::text(
-        json!({"id": "1", "type": "subscribe", "payload": {
-            "query": format!("subscription {{ sessionEvents{arguments} {{ kind session {{ sessionId online terminateCause }} }} }}")
-        }})
-        .to_string(),
-    ))
-    .await
-    .unwrap();
     ws
 }
 
-pub async fn next_json(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Value {
+/// Starts operation `id` (a query, mutation or subscription) on the connection.
+async fn ws_start(ws: &mut Ws, id: &str, query: &str) {
+    ws.send(Message::text(
+        json!({"id": id, "type": "subscribe", "payload": {"query": query}}).to_string(),
+    ))
+    .await
+    .unwrap();
+}
+
+pub async fn next_json(ws: &mut Ws) -> Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -791,7 +826,7 @@ async fn a_session_the_reaper_closes_reaches_its_subscriber_as_a_stop(backend: B
     app.stop().await;
 }
 
-type Ws =
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Sends `packet(attempt)` until the subscription shows an event (it is set up after the
