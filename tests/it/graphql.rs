@@ -270,15 +270,7 @@ async fn anonymous_queries_work_only_when_enabled_and_never_for_mutations(backen
         ),
     )
     .await;
-    let v = first_event(&mut ws, &nas, |attempt| {
-        nas.session(status::INTERIM_UPDATE, "anon", "a1")
-            .u32(dict::ACCT_SESSION_TIME, attempt)
-    })
-    .await;
-    assert_eq!(
-        v["payload"]["data"]["sessionEvents"]["kind"], "UPDATE",
-        "{v}"
-    );
+    first_update(&mut ws, &nas, "anon", "a1").await;
     ws_start(
         &mut ws,
         "2",
@@ -712,15 +704,7 @@ async fn an_accounting_on_sends_a_stop_for_every_session_it_closes(backend: Back
     }
     let uid = user_id(&app, "rebooted").await;
     let mut ws = subscribe(app.http, &admin.token, uid).await;
-    let v = first_event(&mut ws, &nas, |attempt| {
-        nas.session(status::INTERIM_UPDATE, "rebooted", "r1")
-            .u32(dict::ACCT_SESSION_TIME, attempt)
-    })
-    .await;
-    assert_eq!(
-        v["payload"]["data"]["sessionEvents"]["kind"], "UPDATE",
-        "{v}"
-    );
+    first_update(&mut ws, &nas, "rebooted", "r1").await;
 
     accounting_on(&nas).await;
     let mut stopped = Vec::new();
@@ -803,15 +787,7 @@ async fn a_session_the_reaper_closes_reaches_its_subscriber_as_a_stop(backend: B
     let uid = user_id(&app, "sleeper").await;
     let mut ws = subscribe(app.http, &admin.token, uid).await;
     // Interim-Updates keep the session fresh until the subscription is live.
-    let v = first_event(&mut ws, &nas, |attempt| {
-        nas.session(status::INTERIM_UPDATE, "sleeper", "z1")
-            .u32(dict::ACCT_SESSION_TIME, attempt)
-    })
-    .await;
-    assert_eq!(
-        v["payload"]["data"]["sessionEvents"]["kind"], "UPDATE",
-        "{v}"
-    );
+    first_update(&mut ws, &nas, "sleeper", "z1").await;
     // Then silence: the reaper closes it 2 s after its last update, looking every second.
     let v = tokio::time::timeout(Duration::from_secs(10), next_json(&mut ws))
         .await
@@ -843,6 +819,19 @@ async fn first_event(ws: &mut Ws, nas: &Nas, packet: impl Fn(u32) -> Request) ->
         }
     }
     panic!("no sessionEvents event after 20 packets");
+}
+
+/// Sends Interim-Updates of this session until the subscription shows one (it is live then).
+async fn first_update(ws: &mut Ws, nas: &Nas, user: &str, session: &str) {
+    let v = first_event(ws, nas, |attempt| {
+        nas.session(status::INTERIM_UPDATE, user, session)
+            .u32(dict::ACCT_SESSION_TIME, attempt)
+    })
+    .await;
+    assert_eq!(
+        v["payload"]["data"]["sessionEvents"]["kind"], "UPDATE",
+        "{v}"
+    );
 }
 
 /// The test NAS's Accounting-On, for the sessions it opened (NAS-IP-Address 192.0.2.1).
